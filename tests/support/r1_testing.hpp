@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: MIT
+// Small helpers shared by r1's host tests: seeded random tensors, fp64 comparisons.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "r1/tensor/tensor.hpp"
+
+namespace r1::testing {
+
+/// Host f32 tensor with N(0, stddev) entries from a seeded generator.
+inline Tensor randn(const Shape& shape, uint64_t seed, float stddev = 1.0f) {
+  Tensor t = Tensor::empty(DType::f32, shape);
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> dist(0.0f, stddev);
+  float* p = t.data_as<float>();
+  for (int64_t i = 0; i < t.numel(); ++i) p[i] = dist(rng);
+  return t;
+}
+
+/// Host bf16 tensor with N(0, stddev) entries (rounded from f32).
+inline Tensor randn_bf16(const Shape& shape, uint64_t seed, float stddev = 1.0f) {
+  Tensor f = randn(shape, seed, stddev);
+  Tensor t = Tensor::empty(DType::bf16, shape);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data_as<bf16>()[i] = bf16(f.data_as<float>()[i]);
+  return t;
+}
+
+/// Element i (row-major, contiguous tensor) as double, for any floating storage type.
+inline double at(const Tensor& t, int64_t i) {
+  switch (t.dtype()) {
+    case DType::f32: return t.data_as<float>()[i];
+    case DType::f64: return t.data_as<double>()[i];
+    case DType::bf16: return double(float(t.data_as<bf16>()[i]));
+    case DType::f8_e4m3: return double(float(t.data_as<fp8_e4m3>()[i]));
+    case DType::i32: return double(t.data_as<int32_t>()[i]);
+    case DType::i64: return double(t.data_as<int64_t>()[i]);
+    default: fail("testing.at", "unsupported dtype ", dtype_name(t.dtype()));
+  }
+}
+
+/// Largest |a - b| over all elements (shapes must have equal element counts).
+inline double max_abs_diff(const Tensor& a, const Tensor& b) {
+  R1_CHECK(a.numel() == b.numel(), "testing", "element counts differ: ", a.shape().str(), " vs ",
+           b.shape().str());
+  const Tensor ac = a.contiguous(), bc = b.contiguous();
+  double m = 0;
+  for (int64_t i = 0; i < a.numel(); ++i) m = std::max(m, std::fabs(at(ac, i) - at(bc, i)));
+  return m;
+}
+
+/// Largest |x| over all elements.
+inline double max_abs(const Tensor& a) {
+  const Tensor ac = a.contiguous();
+  double m = 0;
+  for (int64_t i = 0; i < a.numel(); ++i) m = std::max(m, std::fabs(at(ac, i)));
+  return m;
+}
+
+/// Cosine similarity of rows r of two [rows, n] tensors, in double.
+inline double row_cosine(const Tensor& a, const Tensor& b, int64_t r) {
+  const int64_t n = a.size(1);
+  double ab = 0, aa = 0, bb = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double x = at(a, r * n + i), y = at(b, r * n + i);
+    ab += x * y;
+    aa += x * x;
+    bb += y * y;
+  }
+  return ab / std::sqrt(aa * bb);
+}
+
+}  // namespace r1::testing
