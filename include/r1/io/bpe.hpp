@@ -3,8 +3,8 @@
 // from one symbol per byte, repeatedly merge the adjacent pair with the lowest merge rank
 // (leftmost first on ties), until no pair has a merge.
 //
-// O(n log n) per pre-token: a min-heap of candidate merges over a doubly linked list of symbols,
-// with stale heap entries skipped on pop (as HF does), so a 1 MiB pre-token (1 MiB of one letter)
+// O(n log n) per pre-token: a tournament tree of candidate merges over a doubly linked list of
+// symbols (HF uses a heap; both pick the same merges), so a 1 MiB pre-token (1 MiB of one letter)
 // stays fast. Repeated pre-tokens hit a per-session cache.
 #pragma once
 
@@ -39,6 +39,12 @@ class Bpe {
     int32_t id;  // the merged token
   };
   static uint64_t pair_key(int32_t a, int32_t b) { return uint64_t(uint32_t(a)) << 32 | uint32_t(b); }
+  static constexpr uint64_t no_pair = UINT64_MAX;
+  /// The priority of the pair (a, b) at position i: rank-major, then position.
+  uint64_t key_of(int32_t a, int32_t b, size_t i) const {
+    const Merge* m = find_merge(a, b);
+    return m ? (uint64_t(m->rank) << 32 | i) : no_pair;
+  }
 
   /// vocab: the model's token -> id map; byte_ids[b]: the id of byte b's byte-level character.
   void init(detail::StringIdMap vocab, const std::array<int32_t, 256>& byte_ids, bool ignore_merges) {
@@ -77,18 +83,16 @@ class Bpe {
     struct Symbol {
       int32_t id, prev, next;
     };
-    struct Candidate {
-      uint64_t key;  // rank << 32 | position: a min-heap on this is HF's order
-      int32_t id;
-      bool operator>(const Candidate& o) const { return key > o.key; }
-    };
     struct CacheSlot {
       uint64_t hash = 0;
       uint32_t key_off = 0, key_len = 0, ids_off = 0, ids_len = 0;
       bool used = false;
     };
     std::vector<Symbol> symbols;
-    std::vector<Candidate> heap;
+    std::vector<uint64_t> tree;
+    std::vector<size_t> level_offsets;
+    std::vector<int32_t> small_ids;
+    std::vector<uint64_t> small_keys;
     std::string mapped;
     std::vector<CacheSlot> cache;
     std::string cache_keys;
@@ -142,8 +146,51 @@ class Bpe {
     s.cache_ids.insert(s.cache_ids.end(), out.begin() + ptrdiff_t(before), out.end());
   }
 
-  /// The merge loop itself, without the cache (tests compare it with a naive reference).
+  /// The merge loop itself, without the cache. Short words use a linear scan per merge; long
+  /// ones a tournament tree. Both merge the lowest-rank pair first, leftmost on ties, which is
+  /// exactly the order of HF's heap (whose stale entries never win: see merge_tree).
   void merge(std::string_view word, std::vector<int32_t>& out, Session& s) const {
+    if (word.size() <= naive_max) {
+      merge_naive(word, out, s);
+    } else {
+      merge_tree(word, out, s);
+    }
+  }
+  static constexpr size_t naive_max = 48;
+
+  /// O(n^2) for tiny n: find the minimum (rank, position) pair by a scan, merge, repeat.
+  void merge_naive(std::string_view word, std::vector<int32_t>& out, Session& s) const {
+    const size_t n = word.size();
+    auto& ids = s.small_ids;
+    auto& keys = s.small_keys;  // keys[i]: (rank << 32 | i) of the pair (ids[i], ids[i+1])
+    ids.resize(n);
+    keys.resize(n);
+    for (size_t i = 0; i < n; ++i) ids[i] = byte_ids_[uint8_t(word[i])];
+    size_t count = n;
+    for (size_t i = 0; i + 1 < count; ++i) keys[i] = key_of(ids[i], ids[i + 1], i);
+    while (count > 1) {
+      size_t best = 0;
+      for (size_t i = 1; i + 1 < count; ++i)
+        if (keys[i] < keys[best]) best = i;
+      if (keys[best] == no_pair) break;
+      ids[best] = find_merge(ids[best], ids[best + 1])->id;
+      for (size_t i = best + 1; i + 1 < count; ++i) ids[i] = ids[i + 1];
+      for (size_t i = best + 1; i + 2 < count; ++i)
+        keys[i] = keys[i + 1] == no_pair ? no_pair : ((keys[i + 1] & ~uint64_t(0xffffffffu)) | i);
+      --count;
+      if (best + 1 < count) keys[best] = key_of(ids[best], ids[best + 1], best);
+      if (best > 0) keys[best - 1] = key_of(ids[best - 1], ids[best], best - 1);
+    }
+    out.insert(out.end(), ids.begin(), ids.begin() + ptrdiff_t(count));
+  }
+
+  /// O(n log n) with good locality: an 8-ary tournament (min) tree over symbol positions whose
+  /// leaf i holds the (rank << 32 | i) key of the pair starting at symbol i, kept current on
+  /// every merge; a node's 8 children fill one cache line. HF keeps a heap with stale entries
+  /// instead; an entry it does not skip always describes the current pair at its position (a
+  /// symbol only grows by absorbing its whole right neighbour, so the same merged token at the
+  /// same position means the same pair), so both pick the same merge every time.
+  void merge_tree(std::string_view word, std::vector<int32_t>& out, Session& s) const {
     const size_t n = word.size();
     R1_CHECK(n < (size_t{1} << 31), "tokenizer.encode", "a single pre-token of ", n,
              " bytes is too long (limit 2 GiB)");
@@ -151,38 +198,67 @@ class Bpe {
     sym.resize(n);
     for (size_t i = 0; i < n; ++i)
       sym[i] = {byte_ids_[uint8_t(word[i])], int32_t(i) - 1, i + 1 < n ? int32_t(i + 1) : -1};
-    auto& heap = s.heap;
-    heap.clear();
-    for (size_t i = 0; i + 1 < n; ++i)
-      if (const Merge* m = find_merge(sym[i].id, sym[i + 1].id))
-        heap.push_back({uint64_t(m->rank) << 32 | i, m->id});
-    const auto cmp = std::greater<Session::Candidate>();
-    std::make_heap(heap.begin(), heap.end(), cmp);
-    while (!heap.empty()) {
-      std::pop_heap(heap.begin(), heap.end(), cmp);
-      const Session::Candidate top = heap.back();
-      heap.pop_back();
-      const int32_t pos = int32_t(top.key & 0xffffffffu);
+    // Levels, leaves first, each padded to a multiple of 8 (the last has one node).
+    auto& off = s.level_offsets;
+    off.clear();
+    size_t total = 0, width = n;
+    for (;;) {
+      off.push_back(total);
+      const size_t padded = width == 1 ? 1 : (width + 7) / 8 * 8;
+      total += padded;
+      if (width == 1) break;
+      width = (width + 7) / 8;
+    }
+    auto& tree = s.tree;
+    tree.assign(total, no_pair);
+    for (size_t i = 0; i + 1 < n; ++i) tree[i] = key_of(sym[i].id, sym[i + 1].id, i);
+    const size_t levels = off.size();
+    const auto min8 = [&](size_t level, size_t parent) {
+      const uint64_t* c = tree.data() + off[level - 1] + parent * 8;
+      uint64_t m = c[0];
+      for (int k = 1; k < 8; ++k) m = std::min(m, c[k]);
+      return m;
+    };
+    for (size_t level = 1; level < levels; ++level) {
+      const size_t count = (level + 1 < levels ? off[level + 1] : total) - off[level];
+      for (size_t p = 0; p < count; ++p)
+        if ((p * 8) < (off[level] - off[level - 1])) tree[off[level] + p] = min8(level, p);
+    }
+    const auto pair_key = [&](int32_t i) {
+      const int32_t j = sym[size_t(i)].next;
+      return j < 0 ? no_pair : key_of(sym[size_t(i)].id, sym[size_t(j)].id, size_t(i));
+    };
+    size_t idx[3];
+    while (tree[off[levels - 1]] != no_pair) {
+      const int32_t pos = int32_t(tree[off[levels - 1]] & 0xffffffffu);
       Session::Symbol& left = sym[size_t(pos)];
-      if (left.id < 0 || left.next < 0) continue;  // merged away, or now last
-      const int32_t right_pos = left.next;
-      const Merge* m = find_merge(left.id, sym[size_t(right_pos)].id);
-      if (m == nullptr || m->id != top.id) continue;  // stale: the pair has changed
-      left.id = top.id;
-      left.next = sym[size_t(right_pos)].next;
-      sym[size_t(right_pos)].id = -1;
+      const int32_t right = left.next;
+      left.id = find_merge(left.id, sym[size_t(right)].id)->id;
+      left.next = sym[size_t(right)].next;
+      sym[size_t(right)].id = -1;
       if (left.next >= 0) sym[size_t(left.next)].prev = pos;
+      // Update the (up to) three leaves, then their ancestors level by level, once each.
+      size_t m = 0;
       if (left.prev >= 0) {
-        if (const Merge* p = find_merge(sym[size_t(left.prev)].id, left.id)) {
-          heap.push_back({uint64_t(p->rank) << 32 | uint32_t(left.prev), p->id});
-          std::push_heap(heap.begin(), heap.end(), cmp);
-        }
+        tree[size_t(left.prev)] = pair_key(left.prev);
+        idx[m++] = size_t(left.prev);
       }
-      if (left.next >= 0) {
-        if (const Merge* p = find_merge(left.id, sym[size_t(left.next)].id)) {
-          heap.push_back({uint64_t(p->rank) << 32 | uint32_t(pos), p->id});
-          std::push_heap(heap.begin(), heap.end(), cmp);
+      tree[size_t(pos)] = pair_key(pos);
+      idx[m++] = size_t(pos);
+      tree[size_t(right)] = no_pair;
+      idx[m++] = size_t(right);
+      for (size_t level = 1; level < levels && m > 0; ++level) {
+        size_t kept = 0;
+        for (size_t k = 0; k < m; ++k) {
+          const size_t parent = idx[k] / 8;
+          if (kept > 0 && idx[kept - 1] == parent) continue;  // indices are ascending
+          const uint64_t v = min8(level, parent);
+          uint64_t& node = tree[off[level] + parent];
+          if (node == v) continue;  // nothing above it changes
+          node = v;
+          idx[kept++] = parent;
         }
+        m = kept;
       }
     }
     for (int32_t i = 0; i >= 0; i = sym[size_t(i)].next) out.push_back(sym[size_t(i)].id);

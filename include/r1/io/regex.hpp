@@ -464,6 +464,8 @@ class Parser {
           }
           if (peek() != ':') fail_at("unsupported group flags (only (?i) and (?-i) are supported)");
           ++i_;
+        } else if ((g >= 'a' && g <= 'z') || (g >= 'A' && g <= 'Z')) {
+          fail_at(std::string("unsupported group flag '") + g + "' (only (?i) and (?-i) are supported)");
         } else {
           fail_at(std::string("unsupported group (?") + g +
                   " (look-behind, atomic, named and conditional groups are not supported)");
