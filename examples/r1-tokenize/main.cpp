@@ -17,6 +17,7 @@
 namespace {
 
 using json = nlohmann::json;
+using ordered = nlohmann::ordered_json;  // output keys in the documented order
 
 struct Options {
   std::string tokenizer;
@@ -41,13 +42,13 @@ const json& field(const json& obj, const char* key) {
   return *it;
 }
 
-json encode_line(const r1::io::Tokenizer& tok, const json& in, r1::io::EncodeMode mode) {
+ordered encode_line(const r1::io::Tokenizer& tok, const json& in, r1::io::EncodeMode mode) {
   const json& text = field(in, "text");
   if (!text.is_string()) throw LineError{"\"text\" must be a string"};
-  return json{{"ids", tok.encode(text.get_ref<const std::string&>(), mode)}};
+  return ordered{{"ids", tok.encode(text.get_ref<const std::string&>(), mode)}};
 }
 
-json decode_line(const r1::io::Tokenizer& tok, const json& in, bool skip_special) {
+ordered decode_line(const r1::io::Tokenizer& tok, const json& in, bool skip_special) {
   const json& ids = field(in, "ids");
   if (!ids.is_array()) throw LineError{"\"ids\" must be an array of integers"};
   std::vector<int32_t> v;
@@ -57,10 +58,10 @@ json decode_line(const r1::io::Tokenizer& tok, const json& in, bool skip_special
       throw LineError{"\"ids\" must be an array of integers, found " + x.dump()};
     v.push_back(int32_t(x.get<int64_t>()));
   }
-  return json{{"text", tok.decode(v, skip_special)}};
+  return ordered{{"text", tok.decode(v, skip_special)}};
 }
 
-json chat_line(const r1::io::Tokenizer& tok, const json& in, r1::io::ChatTemplate tmpl) {
+ordered chat_line(const r1::io::Tokenizer& tok, const json& in, r1::io::ChatTemplate tmpl) {
   const json& messages = field(in, "messages");
   if (!messages.is_array()) throw LineError{"\"messages\" must be an array"};
   std::vector<r1::io::ChatMessage> conv;
@@ -77,7 +78,7 @@ json chat_line(const r1::io::Tokenizer& tok, const json& in, r1::io::ChatTemplat
     if (!in["add_generation_prompt"].is_boolean()) throw LineError{"\"add_generation_prompt\" must be true or false"};
     gen = in["add_generation_prompt"].get<bool>();
   }
-  return json{{"rendered", r1::io::render_chat(conv, tmpl, gen)}, {"ids", r1::io::encode_chat(tok, conv, tmpl, gen)}};
+  return ordered{{"rendered", r1::io::render_chat(conv, tmpl, gen)}, {"ids", r1::io::encode_chat(tok, conv, tmpl, gen)}};
 }
 
 }  // namespace
@@ -166,10 +167,10 @@ int main(int argc, char** argv) {
         } catch (const json::exception& e) {
           throw LineError{std::string("invalid JSON: ") + e.what()};
         }
-        json out = o.decode ? decode_line(tok, in, o.skip_special_tokens)
+        ordered out = o.decode ? decode_line(tok, in, o.skip_special_tokens)
                    : o.chat ? chat_line(tok, in, tmpl)
                             : encode_line(tok, in, mode);
-        std::cout << out.dump(-1, ' ', false, json::error_handler_t::strict) << '\n';
+        std::cout << out.dump(-1, ' ', false, ordered::error_handler_t::strict) << '\n';
       } catch (const LineError& e) {
         std::cout.flush();
         std::cerr << "r1-tokenize: line " << number << ": " << e.message << "\n";

@@ -54,6 +54,8 @@ struct Part {
 
 inline std::vector<Part> parts(const std::vector<ChatMessage>& messages, ChatTemplate tmpl,
                                bool add_generation_prompt, std::string& system_storage) {
+  R1_CHECK(!messages.empty(), "chat.render",
+           "empty conversation (transformers' apply_chat_template rejects it too)");
   std::vector<Part> out;
   out.push_back({true, bos});
   bool first_system = true;

@@ -159,6 +159,7 @@ class Tokenizer {
 
   const std::vector<AddedToken>& added_tokens() const { return added_.tokens(); }
   const pretok::PreTokenizer& pre_tokenizer() const { return pre_; }
+  const Bpe& bpe() const { return bpe_; }
   const std::string& origin() const { return origin_; }
 
  private:
