@@ -71,3 +71,24 @@ TEST_CASE("act_quant: K must be a multiple of the group") {
   CHECK_THROWS_WITH(ref::act_quant<128>(x2.view<const float, 2>(), q2.view<fp8_e4m3, 2>(), s3.view<float, 2>()),
                     "act_quant: scale has 3 groups (dimension 1), expected 2");
 }
+
+TEST_CASE("act_quant with double scales: fp64 scale, quotient rounded to fp32, then to e4m3") {
+  Tensor xf = testing::randn({2, 256}, 9, 3.0f);
+  Tensor x = Tensor::empty(DType::f64, {2, 256});  // [tokens, K]
+  for (int64_t i = 0; i < x.numel(); ++i) x.data_as<double>()[i] = double(xf.data_as<float>()[i]) / 3.0;
+  Tensor q = Tensor::empty(DType::f8_e4m3, {2, 256}), s = Tensor::empty(DType::f64, {2, 2});
+  ref::act_quant<128>(x.view<const double, 2>(), q.view<fp8_e4m3, 2>(), s.view<double, 2>());
+  auto xv = x.view<const double, 2>();
+  for (int64_t t = 0; t < 2; ++t)
+    for (int64_t g = 0; g < 2; ++g) {
+      double amax = 0;
+      for (int64_t k = g * 128; k < (g + 1) * 128; ++k) amax = std::max(amax, std::fabs(xv(t, k)));
+      const double scale = amax / 448.0;
+      CHECK(s.view<const double, 2>()(t, g) == scale);  // no fp32 rounding of the scale
+      for (int64_t k = g * 128; k < (g + 1) * 128; ++k)
+        CHECK(q.view<const fp8_e4m3, 2>()(t, k).bits == fp8_e4m3(float(xv(t, k) / scale)).bits);
+    }
+  Tensor back = Tensor::empty(DType::f64, {2, 256});
+  ref::act_dequant<128>(q.view<const fp8_e4m3, 2>(), s.view<const double, 2>(), back.view<double, 2>());
+  CHECK(back.data_as<double>()[7] == double(float(q.data_as<fp8_e4m3>()[7])) * s.data_as<double>()[0]);
+}

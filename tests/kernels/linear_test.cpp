@@ -139,3 +139,15 @@ TEST_CASE("linear errors name the mismatch") {
                                                       wq.view<const fp8_e4m3, 2>(), ws.view<const float, 2>(), y.view<float, 2>())),
                     doctest::Contains("K = 192 is not a multiple of the 128-channel block"));
 }
+
+TEST_CASE("double activations compute in fp64 (the host model's precision)") {
+  const int64_t m = 3, n = 17, k = 300;
+  Tensor xf = testing::randn({m, k}, 21), w = testing::randn({n, k}, 22);
+  Tensor x = Tensor::empty(DType::f64, {m, k});  // [M, K]
+  for (int64_t i = 0; i < x.numel(); ++i) x.data_as<double>()[i] = double(xf.data_as<float>()[i]) * (1 + 1e-9 * double(i));
+  Tensor y = Tensor::empty(DType::f64, {m, n});  // [M, N]
+  ref::linear(x.view<const double, 2>(), w.view<const float, 2>(), y.view<double, 2>());
+  check_against_fp64(x, y, n, [&](int64_t r, int64_t c) { return testing::at(w, r * k + c); }, 1e-14);
+  static_assert(std::is_same_v<ref::compute_t<const double, float>, double>);
+  static_assert(std::is_same_v<ref::compute_t<const bf16, float, fp8_e4m3>, float>);
+}

@@ -90,3 +90,16 @@ TEST_CASE("rmsnorm errors name the argument") {
   CHECK_THROWS_WITH(ref::rmsnorm(x.view<const float, 2>(), w.view<const float, 1>(), 1e-6f, y.view<float, 2>()),
                     "rmsnorm: weight has 7 elements (dimension 0), expected 8");
 }
+
+TEST_CASE("rmsnorm on doubles is fp64 throughout") {
+  Tensor x = Tensor::empty(DType::f64, {2, 97});  // [tokens, dim]
+  for (int64_t i = 0; i < x.numel(); ++i) x.data_as<double>()[i] = std::sin(0.37 * double(i)) * 1e3;
+  Tensor w = testing::randn_bf16({97}, 3);         // [dim]
+  Tensor y = Tensor::empty(DType::f64, {2, 97});   // [tokens, dim]
+  ref::rmsnorm(x.view<const double, 2>(), w.view<const bf16, 1>(), 1e-6f, y.view<double, 2>());
+  for (int64_t t = 0; t < 2; ++t)
+    for (int64_t i = 0; i < 97; ++i) {
+      const double e = rms_expected(x, w, 1e-6f, t, i);
+      CHECK(std::fabs(y.view<const double, 2>()(t, i) - e) <= 1e-13 * (1 + std::fabs(e)));
+    }
+}

@@ -28,7 +28,8 @@ void embedding(View<TI, 1> ids, View<TW, 2> table, View<TY, 2> out) {
     const int64_t id = int64_t(ids(t));
     R1_CHECK(id >= 0 && id < vocab, op, "token id ", id, " at position ", t,
              " is out of range [0, ", vocab, ")");
-    for (int64_t i = 0; i < table.shape[1]; ++i) out(t, i) = from_f32<TY>(to_f32(table(id, i)));
+    for (int64_t i = 0; i < table.shape[1]; ++i)
+      out(t, i) = from_compute<TY>(to_compute<compute_t<TW, TY>>(table(id, i)));
   }
 }
 

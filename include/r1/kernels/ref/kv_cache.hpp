@@ -44,7 +44,7 @@ void kv_cache_write(View<TR, 2> rows, View<TC, 3> pages, View<TB, 1> block_table
   for (int64_t t = 0; t < rows.shape[0]; ++t) {
     const int64_t s = start + t;
     const int64_t p = int64_t(block_table(s / page));
-    for (int64_t i = 0; i < rows.shape[1]; ++i) pages(p, s % page, i) = from_f32<TC>(to_f32(rows(t, i)));
+    for (int64_t i = 0; i < rows.shape[1]; ++i) pages(p, s % page, i) = from_compute<TC>(to_compute<compute_t<TR, TC>>(rows(t, i)));
   }
 }
 
@@ -62,7 +62,7 @@ void kv_cache_gather(View<TC, 3> pages, View<TB, 1> block_table, View<TO, 2> out
   const int64_t page = pages.shape[1];
   for (int64_t s = 0; s < out.shape[0]; ++s) {
     const int64_t p = int64_t(block_table(s / page));
-    for (int64_t i = 0; i < out.shape[1]; ++i) out(s, i) = from_f32<TO>(to_f32(pages(p, s % page, i)));
+    for (int64_t i = 0; i < out.shape[1]; ++i) out(s, i) = from_compute<TO>(to_compute<compute_t<TC, TO>>(pages(p, s % page, i)));
   }
 }
 

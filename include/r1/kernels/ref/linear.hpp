@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 // Dense linear layer, PyTorch weight layout, no bias (no DeepSeek-V3 linear has one):
 //   y[m, n] = sum_k x[m, k] * w[n, k]
-// Inputs are converted to fp32 and accumulated in fp32 (detail::dot_f32's fixed order), so a row
-// of y does not depend on how many other rows are computed with it.
+// Inputs are converted to the compute type (fp32, or fp64 when an operand is double) and
+// accumulated in it in detail::dot's fixed order, so a row of y does not depend on how many other
+// rows are computed with it.
 #pragma once
 
 #include <cstdint>
@@ -26,18 +27,18 @@ void check_linear(const View<TX, 2>& x, const View<TW, 2>& w, const View<TY, 2>&
   require_dim(y, 1, w.shape[0], op, "y", "columns");
 }
 
-/// y = x . w^T where a callback fills one fp32 weight row at a time; shared by the dense and the
-/// dequantizing FP8 paths.
-template <class TX, class TY, class LoadRow>
+/// y = x . w^T in compute type C, where a callback fills one weight row at a time; shared by the
+/// dense and the dequantizing FP8 paths.
+template <class C, class TX, class TY, class LoadRow>
 void linear_rows(const View<TX, 2>& x, int64_t n_out, const View<TY, 2>& y, LoadRow&& load_row) {
   const int64_t m = x.shape[0], k = x.shape[1];
-  std::vector<float> xf(static_cast<size_t>(m * k), 0.0f);  // [M, K]
-  for (int64_t i = 0; i < m; ++i) row_to_f32(x, i, xf.data() + i * k);
-  std::vector<float> wrow(static_cast<size_t>(k), 0.0f);  // [K]
+  std::vector<C> xc(static_cast<size_t>(m * k), C(0));  // [M, K]
+  for (int64_t i = 0; i < m; ++i) row_to(x, i, xc.data() + i * k);
+  std::vector<C> wrow(static_cast<size_t>(k), C(0));  // [K]
   for (int64_t n = 0; n < n_out; ++n) {
     load_row(n, wrow.data());
     for (int64_t i = 0; i < m; ++i) {
-      y(i, n) = from_f32<std::remove_const_t<TY>>(dot_f32(xf.data() + i * k, wrow.data(), k));
+      y(i, n) = from_compute<std::remove_const_t<TY>>(dot(xc.data() + i * k, wrow.data(), k));
     }
   }
 }
@@ -51,7 +52,8 @@ template <class TX, class TW, class TY>
 void linear(View<TX, 2> x, View<TW, 2> w, View<TY, 2> y) {
   static_assert(!std::is_const_v<TY>, "linear: y must be writable");
   detail::check_linear(x, w, y, "linear");
-  detail::linear_rows(x, w.shape[0], y, [&](int64_t n, float* out) { detail::row_to_f32(w, n, out); });
+  using C = compute_t<TX, TW, TY>;
+  detail::linear_rows<C>(x, w.shape[0], y, [&](int64_t n, C* out) { detail::row_to(w, n, out); });
 }
 
 }  // namespace r1::ref

@@ -6,7 +6,8 @@
 //  - linear_fp8_dequant: y = x . W^T, activations unquantized (fp32 math).
 //  - linear_fp8_native: DeepSeek's fp8_gemm on act_quant output:
 //      y[m, n] = sum_b xs[m, b] * S[n / BN, b] * (sum_{k in block b} float(xq[m, k]) * float(Wq[n, k]))
-//    inner sums and the sum over blocks in fp32. K must be a multiple of BK (act_quant's group).
+//    inner sums and the sum over blocks in the compute type (fp32 as DeepSeek's kernel, fp64 for
+//    double scales or output). K must be a multiple of BK (act_quant's group).
 #pragma once
 
 #include <cstdint>
@@ -29,11 +30,12 @@ void check_fp8_scale(int64_t n, int64_t k, const View<TS, 2>& ws, const char* op
            "x", BK, " blocks");
 }
 
-/// Dequantizes row n of an FP8 weight into fp32.
-template <int BN, int BK, class TW, class TS>
-void dequant_row(const View<TW, 2>& wq, const View<TS, 2>& ws, int64_t n, float* out) {
+/// Dequantizes row n of an FP8 weight. The product code * scale is rounded to fp32 (as checkpoint
+/// dequantizers and the oracle produce it), then widened to C.
+template <int BN, int BK, class C, class TW, class TS>
+void dequant_row(const View<TW, 2>& wq, const View<TS, 2>& ws, int64_t n, C* out) {
   const int64_t k = wq.shape[1];
-  for (int64_t j = 0; j < k; ++j) out[j] = to_f32(wq(n, j)) * to_f32(ws(n / BN, j / BK));
+  for (int64_t j = 0; j < k; ++j) out[j] = C(to_f32(wq(n, j)) * to_f32(ws(n / BN, j / BK)));
 }
 }  // namespace detail
 
@@ -53,7 +55,7 @@ void dequant_fp8_block(View<TW, 2> wq, View<TS, 2> ws, View<TO, 2> w) {
   std::vector<float> row(static_cast<size_t>(wq.shape[1]), 0.0f);  // [K]
   for (int64_t n = 0; n < wq.shape[0]; ++n) {
     detail::dequant_row<BN, BK>(wq, ws, n, row.data());
-    for (int64_t k = 0; k < wq.shape[1]; ++k) w(n, k) = from_f32<TO>(row[size_t(k)]);
+    for (int64_t k = 0; k < wq.shape[1]; ++k) w(n, k) = from_compute<TO>(row[size_t(k)]);
   }
 }
 
@@ -68,8 +70,9 @@ void linear_fp8_dequant(View<TX, 2> x, View<TW, 2> wq, View<TS, 2> ws, View<TY, 
   static_assert(!std::is_const_v<TY>, "linear_fp8_dequant: y must be writable");
   detail::check_linear(x, wq, y, "linear_fp8_dequant");
   detail::check_fp8_scale<BN, BK>(wq.shape[0], wq.shape[1], ws, "linear_fp8_dequant");
-  detail::linear_rows(x, wq.shape[0], y,
-                      [&](int64_t n, float* out) { detail::dequant_row<BN, BK>(wq, ws, n, out); });
+  using C = compute_t<TX, TY>;
+  detail::linear_rows<C>(x, wq.shape[0], y,
+                         [&](int64_t n, C* out) { detail::dequant_row<BN, BK>(wq, ws, n, out); });
 }
 
 /// DeepSeek's FP8 GEMM on quantized activations (see the file comment).
@@ -93,19 +96,20 @@ void linear_fp8_native(View<TXQ, 2> xq, View<TXS, 2> xs, View<TW, 2> wq, View<TS
   detail::require_host(xs, op, "x scale");
   detail::require_dim(xs, 0, m, op, "x scale", "rows");
   detail::require_dim(xs, 1, k / BK, op, "x scale", "groups");
+  using C = compute_t<TXS, TS, TY>;
   const int64_t nb = k / BK;
-  std::vector<float> xf(static_cast<size_t>(m * k), 0.0f);  // [M, K] e4m3 values, unscaled
-  for (int64_t i = 0; i < m; ++i) detail::row_to_f32(xq, i, xf.data() + i * k);
-  std::vector<float> wrow(static_cast<size_t>(k), 0.0f);  // [K] e4m3 values, unscaled
+  std::vector<C> xc(static_cast<size_t>(m * k), C(0));  // [M, K] e4m3 values, unscaled
+  for (int64_t i = 0; i < m; ++i) detail::row_to(xq, i, xc.data() + i * k);
+  std::vector<C> wrow(static_cast<size_t>(k), C(0));  // [K] e4m3 values, unscaled
   for (int64_t n = 0; n < n_out; ++n) {
-    detail::row_to_f32(wq, n, wrow.data());
+    detail::row_to(wq, n, wrow.data());
     for (int64_t i = 0; i < m; ++i) {
-      float acc = 0;
+      C acc = 0;
       for (int64_t b = 0; b < nb; ++b) {
-        const float part = detail::dot_f32(xf.data() + i * k + b * BK, wrow.data() + b * BK, BK);
-        acc += part * (to_f32(xs(i, b)) * to_f32(ws(n / BN, b)));
+        const C part = detail::dot(xc.data() + i * k + b * BK, wrow.data() + b * BK, BK);
+        acc += part * (to_compute<C>(xs(i, b)) * to_compute<C>(ws(n / BN, b)));
       }
-      y(i, n) = from_f32<std::remove_const_t<TY>>(acc);
+      y(i, n) = from_compute<std::remove_const_t<TY>>(acc);
     }
   }
 }

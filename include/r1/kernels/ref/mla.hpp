@@ -15,7 +15,7 @@
 // W_UV[h] = rows [nope_dim, nope_dim + v_dim) of head h (r1-spec §13 item 4).
 //
 // Masking is the general causal rule: query t sits at absolute position q_start + t and sees keys
-// 0 .. q_start + t. Scores, softmax and sums are fp32.
+// 0 .. q_start + t. Scores, softmax and sums run in the compute type (fp32, or fp64 for doubles).
 #pragma once
 
 #include <algorithm>
@@ -58,7 +58,7 @@ void check_kv_b(const View<TW, 2>& w, int64_t heads, int nope_dim, int v_dim, in
 /// @param out     [tokens, heads, v_dim]
 template <class TQ, class TQP, class TK, class TKP, class TV, class TO>
 void mla_attention_expanded(View<TQ, 3> q_nope, View<TQP, 3> q_pe, View<TK, 3> k_nope,
-                            View<TKP, 2> k_pe, View<TV, 3> v, float scale, int64_t q_start,
+                            View<TKP, 2> k_pe, View<TV, 3> v, double scale, int64_t q_start,
                             View<TO, 3> out) {
   static_assert(!std::is_const_v<TO>, "mla_attention_expanded: out must be writable");
   const char* op = "mla_attention_expanded";
@@ -83,21 +83,22 @@ void mla_attention_expanded(View<TQ, 3> q_nope, View<TQP, 3> q_pe, View<TK, 3> k
   detail::require_dim(out, 2, dv, op, "out", "v dims");
   detail::check_causal(q_start, tokens, keys, op);
 
-  std::vector<float> p(static_cast<size_t>(keys)), acc(static_cast<size_t>(dv));  // [keys] scores, [v_dim] output
+  using C = compute_t<TQ, TQP, TK, TKP, TV, TO>;
+  std::vector<C> p(static_cast<size_t>(keys)), acc(static_cast<size_t>(dv));  // [keys] scores, [v_dim] output
   for (int64_t t = 0; t < tokens; ++t) {
     const int64_t visible = q_start + t + 1;
     for (int64_t h = 0; h < heads; ++h) {
       for (int64_t s = 0; s < visible; ++s) {
-        float dot = 0;
-        for (int64_t d = 0; d < dn; ++d) dot += to_f32(q_nope(t, h, d)) * to_f32(k_nope(s, h, d));
-        for (int64_t d = 0; d < dr; ++d) dot += to_f32(q_pe(t, h, d)) * to_f32(k_pe(s, d));
-        p[size_t(s)] = scale * dot;
+        C dot = 0;
+        for (int64_t d = 0; d < dn; ++d) dot += to_compute<C>(q_nope(t, h, d)) * to_compute<C>(k_nope(s, h, d));
+        for (int64_t d = 0; d < dr; ++d) dot += to_compute<C>(q_pe(t, h, d)) * to_compute<C>(k_pe(s, d));
+        p[size_t(s)] = C(scale) * dot;
       }
       detail::softmax_row(p.data(), visible);
-      std::fill(acc.begin(), acc.end(), 0.0f);
+      std::fill(acc.begin(), acc.end(), C(0));
       for (int64_t s = 0; s < visible; ++s)
-        for (int64_t d = 0; d < dv; ++d) acc[size_t(d)] += p[size_t(s)] * to_f32(v(s, h, d));
-      for (int64_t d = 0; d < dv; ++d) out(t, h, d) = from_f32<TO>(acc[size_t(d)]);
+        for (int64_t d = 0; d < dv; ++d) acc[size_t(d)] += p[size_t(s)] * to_compute<C>(v(s, h, d));
+      for (int64_t d = 0; d < dv; ++d) out(t, h, d) = from_compute<TO>(acc[size_t(d)]);
     }
   }
 }
@@ -117,16 +118,17 @@ void mla_absorb_q(View<TQ, 3> q_nope, View<TW, 2> w_kvb, int v_dim, View<TO, 3> 
   detail::check_kv_b(w_kvb, heads, int(dn), v_dim, rank, op);
   detail::require_dim(q_lat, 0, tokens, op, "q_lat", "tokens");
   detail::require_dim(q_lat, 1, heads, op, "q_lat", "heads");
-  std::vector<float> acc(static_cast<size_t>(rank));  // [kv_lora_rank]
+  using C = compute_t<TQ, TW, TO>;
+  std::vector<C> acc(static_cast<size_t>(rank));  // [kv_lora_rank]
   for (int64_t t = 0; t < tokens; ++t) {
     for (int64_t h = 0; h < heads; ++h) {
-      std::fill(acc.begin(), acc.end(), 0.0f);
+      std::fill(acc.begin(), acc.end(), C(0));
       for (int64_t d = 0; d < dn; ++d) {
-        const float q = to_f32(q_nope(t, h, d));
+        const C q = to_compute<C>(q_nope(t, h, d));
         const int64_t row = h * (dn + v_dim) + d;
-        for (int64_t c = 0; c < rank; ++c) acc[size_t(c)] += q * to_f32(w_kvb(row, c));
+        for (int64_t c = 0; c < rank; ++c) acc[size_t(c)] += q * to_compute<C>(w_kvb(row, c));
       }
-      for (int64_t c = 0; c < rank; ++c) q_lat(t, h, c) = from_f32<TO>(acc[size_t(c)]);
+      for (int64_t c = 0; c < rank; ++c) q_lat(t, h, c) = from_compute<TO>(acc[size_t(c)]);
     }
   }
 }
@@ -142,7 +144,7 @@ void mla_absorb_q(View<TQ, 3> q_nope, View<TW, 2> w_kvb, int v_dim, View<TO, 3> 
 /// @param o_lat       [tokens, heads, kv_lora_rank]
 template <class TQ, class TQP, class TC, class TB, class TO>
 void mla_attention_absorbed(View<TQ, 3> q_lat, View<TQP, 3> q_pe, View<TC, 3> pages,
-                            View<TB, 1> block_table, int64_t keys, float scale, int64_t q_start,
+                            View<TB, 1> block_table, int64_t keys, double scale, int64_t q_start,
                             View<TO, 3> o_lat) {
   static_assert(!std::is_const_v<TO>, "mla_attention_absorbed: o_lat must be writable");
   const char* op = "mla_attention_absorbed";
@@ -160,24 +162,25 @@ void mla_attention_absorbed(View<TQ, 3> q_lat, View<TQP, 3> q_pe, View<TC, 3> pa
   detail::check_paged(pages, block_table, keys, op);
   detail::check_causal(q_start, tokens, keys, op);
 
-  std::vector<float> p(static_cast<size_t>(keys)), acc(static_cast<size_t>(rank));  // [keys] scores, [kv_lora_rank]
+  using C = compute_t<TQ, TQP, TC, TO>;
+  std::vector<C> p(static_cast<size_t>(keys)), acc(static_cast<size_t>(rank));  // [keys] scores, [kv_lora_rank]
   for (int64_t t = 0; t < tokens; ++t) {
     const int64_t visible = q_start + t + 1;
     for (int64_t h = 0; h < heads; ++h) {
       for (int64_t s = 0; s < visible; ++s) {
         const int64_t pg = int64_t(block_table(s / page)), r = s % page;
-        float dot = 0;
-        for (int64_t c = 0; c < rank; ++c) dot += to_f32(q_lat(t, h, c)) * to_f32(pages(pg, r, c));
-        for (int64_t d = 0; d < dr; ++d) dot += to_f32(q_pe(t, h, d)) * to_f32(pages(pg, r, rank + d));
-        p[size_t(s)] = scale * dot;
+        C dot = 0;
+        for (int64_t c = 0; c < rank; ++c) dot += to_compute<C>(q_lat(t, h, c)) * to_compute<C>(pages(pg, r, c));
+        for (int64_t d = 0; d < dr; ++d) dot += to_compute<C>(q_pe(t, h, d)) * to_compute<C>(pages(pg, r, rank + d));
+        p[size_t(s)] = C(scale) * dot;
       }
       detail::softmax_row(p.data(), visible);
-      std::fill(acc.begin(), acc.end(), 0.0f);
+      std::fill(acc.begin(), acc.end(), C(0));
       for (int64_t s = 0; s < visible; ++s) {
         const int64_t pg = int64_t(block_table(s / page)), r = s % page;
-        for (int64_t c = 0; c < rank; ++c) acc[size_t(c)] += p[size_t(s)] * to_f32(pages(pg, r, c));
+        for (int64_t c = 0; c < rank; ++c) acc[size_t(c)] += p[size_t(s)] * to_compute<C>(pages(pg, r, c));
       }
-      for (int64_t c = 0; c < rank; ++c) o_lat(t, h, c) = from_f32<TO>(acc[size_t(c)]);
+      for (int64_t c = 0; c < rank; ++c) o_lat(t, h, c) = from_compute<TO>(acc[size_t(c)]);
     }
   }
 }
@@ -197,14 +200,15 @@ void mla_v_up(View<TL, 3> o_lat, View<TW, 2> w_kvb, int nope_dim, View<TO, 3> ou
   detail::check_kv_b(w_kvb, heads, nope_dim, int(dv), rank, op);
   detail::require_dim(out, 0, tokens, op, "out", "tokens");
   detail::require_dim(out, 1, heads, op, "out", "heads");
-  std::vector<float> lat(static_cast<size_t>(rank)), wrow(static_cast<size_t>(rank));  // [kv_lora_rank]
+  using C = compute_t<TL, TW, TO>;
+  std::vector<C> lat(static_cast<size_t>(rank)), wrow(static_cast<size_t>(rank));  // [kv_lora_rank]
   for (int64_t t = 0; t < tokens; ++t) {
     for (int64_t h = 0; h < heads; ++h) {
-      for (int64_t c = 0; c < rank; ++c) lat[size_t(c)] = to_f32(o_lat(t, h, c));
+      for (int64_t c = 0; c < rank; ++c) lat[size_t(c)] = to_compute<C>(o_lat(t, h, c));
       for (int64_t d = 0; d < dv; ++d) {
         const int64_t row = h * (nope_dim + dv) + nope_dim + d;
-        for (int64_t c = 0; c < rank; ++c) wrow[size_t(c)] = to_f32(w_kvb(row, c));
-        out(t, h, d) = from_f32<TO>(detail::dot_f32(lat.data(), wrow.data(), rank));
+        for (int64_t c = 0; c < rank; ++c) wrow[size_t(c)] = to_compute<C>(w_kvb(row, c));
+        out(t, h, d) = from_compute<TO>(detail::dot(lat.data(), wrow.data(), rank));
       }
     }
   }

@@ -3,7 +3,7 @@
 // expert on its contiguous rows -> weighted combine (+ shared experts, unweighted):
 //   out[t] = sum_j weights[t, j] * Expert_{ids[t, j]}(x[t]) + Shared(x[t])
 // The permutation is the layout grouped GEMMs want (one contiguous block of rows per expert).
-// The combine sums in fp32 in slot order j = 0..top_k-1 and adds the shared output last, so the
+// The combine sums in the compute type in slot order j = 0..top_k-1 and adds the shared output last, so the
 // result does not depend on how experts were scheduled.
 #pragma once
 
@@ -63,7 +63,8 @@ void moe_gather(View<TX, 2> x, View<TP, 1> pairs, int top_k, View<TY, 2> xe) {
   for (int64_t r = 0; r < pairs.shape[0]; ++r) {
     const int64_t t = int64_t(pairs(r)) / top_k;
     R1_CHECK(t >= 0 && t < x.shape[0], op, "pair ", pairs(r), " at row ", r, " is out of range");
-    for (int64_t i = 0; i < x.shape[1]; ++i) xe(r, i) = from_f32<TY>(to_f32(x(t, i)));
+    for (int64_t i = 0; i < x.shape[1]; ++i)
+      xe(r, i) = from_compute<TY>(to_compute<compute_t<TX, TY>>(x(t, i)));
   }
 }
 
@@ -100,23 +101,24 @@ void moe_combine(View<TY, 2> ye, View<TP, 1> pairs, View<TW, 2> weights, View<TS
              "entry ", r, " = ", p, ")");
     row_of[size_t(p)] = r;
   }
-  std::vector<float> acc(static_cast<size_t>(dim));  // [dim]
+  using C = compute_t<TY, TS, TO>;
+  std::vector<C> acc(static_cast<size_t>(dim));  // [dim]
   for (int64_t t = 0; t < tokens; ++t) {
-    std::fill(acc.begin(), acc.end(), 0.0f);
+    std::fill(acc.begin(), acc.end(), C(0));
     for (int64_t j = 0; j < k; ++j) {
       const int64_t r = row_of[size_t(t * k + j)];
-      const float w = to_f32(weights(t, j));
-      for (int64_t i = 0; i < dim; ++i) acc[size_t(i)] += w * to_f32(ye(r, i));
+      const C w = to_compute<C>(weights(t, j));
+      for (int64_t i = 0; i < dim; ++i) acc[size_t(i)] += w * to_compute<C>(ye(r, i));
     }
     for (int64_t i = 0; i < dim; ++i)
-      out(t, i) = from_f32<TO>(acc[size_t(i)] + (has_shared ? to_f32(shared(t, i)) : 0.0f));
+      out(t, i) = from_compute<TO>(acc[size_t(i)] + (has_shared ? to_compute<C>(shared(t, i)) : C(0)));
   }
 }
 
 /// The whole routed path with an expert callback, for layers and tests:
 ///   expert(e, xe, ye) computes ye = Expert_e(xe) for the rows routed to expert e
-///   (xe: View<const float, 2> [rows, dim], ye: View<float, 2> [rows, dim]); experts with no rows
-///   are not called.
+///   (xe: View<const C, 2> [rows, dim], ye: View<C, 2> [rows, dim], C the compute type of x);
+///   experts with no rows are not called.
 /// @param x       [tokens, dim]
 /// @param ids     [tokens, top_k]
 /// @param weights [tokens, top_k]
@@ -125,15 +127,16 @@ void moe_combine(View<TY, 2> ye, View<TP, 1> pairs, View<TW, 2> weights, View<TS
 template <class TX, class TI, class TW, class TS, class TO, class ExpertFn>
 void moe_routed(View<TX, 2> x, View<TI, 2> ids, View<TW, 2> weights, int n_experts,
                 ExpertFn&& expert, View<TS, 2> shared, View<TO, 2> out) {
+  using C = compute_t<TX>;
   const int64_t tokens = x.shape[0], k = ids.shape[1], dim = x.shape[1];
   detail::require_dim(ids, 0, tokens, "moe", "ids", "rows");
   detail::require_dim(weights, 0, tokens, "moe", "weights", "rows");
   detail::require_dim(weights, 1, k, "moe", "weights", "columns");
-  std::vector<int32_t> offsets(static_cast<size_t>(n_experts) + 1), pairs(static_cast<size_t>(tokens * k));
+  std::vector<int32_t> offsets(size_t(n_experts) + 1), pairs(static_cast<size_t>(tokens * k));
   auto off_v = make_view<1>(offsets.data(), {int64_t(offsets.size())});  // [n_experts + 1]
   auto pair_v = make_view<1>(pairs.data(), {tokens * k});                 // [tokens * top_k]
   moe_permute(ids, n_experts, off_v, pair_v);
-  std::vector<float> xe(static_cast<size_t>(tokens * k * dim)), ye(static_cast<size_t>(tokens * k * dim));
+  std::vector<C> xe(static_cast<size_t>(tokens * k * dim)), ye(static_cast<size_t>(tokens * k * dim));
   auto xe_v = make_view<2>(xe.data(), {tokens * k, dim});  // [tokens * top_k, dim]
   auto ye_v = make_view<2>(ye.data(), {tokens * k, dim});  // [tokens * top_k, dim]
   moe_gather(x, pair_v, int(k), xe_v);

@@ -9,9 +9,10 @@
 //   ramp_i = clamp((i - low) / (high - low), 0, 1)              (high += 0.001 when equal)
 //   f'_i = f_i / factor * ramp_i + f_i * (1 - ramp_i)
 // The table is computed in double (it is tested to 1e-9 against the spec's values) and stored as
-// fp32. The rotation angle pos * f'_i is an fp32 product, as in both reference implementations
-// (so long-context angles round the same way they do); cos/sin of that angle are evaluated in
-// double and rounded to fp32 (a CUDA twin using sincosf agrees to about 1 ulp).
+// fp32. The rotation angle pos * f'_i is an fp32 product and cos/sin are fp32 values, as in both
+// reference implementations (Hugging Face computes them in fp32 even for a float64 model), so
+// long-context angles round the way theirs do; cos/sin are evaluated in double and rounded (a CUDA
+// twin using sincosf agrees to about 1 ulp).
 #pragma once
 
 #include <algorithm>
@@ -123,8 +124,10 @@ inline RopeTable make_rope_table(int dim, double theta, const YarnParams* yarn) 
 }
 
 /// Rotates adjacent pairs in place, for each token t, head h and pair i:
-///   (x[2i], x[2i+1]) <- a * (x[2i] cos - x[2i+1] sin, x[2i] sin + x[2i+1] cos),
-///   angle = float(positions[t]) * inv_freq[i] (fp32 product), a = attention_factor.
+///   (x[2i], x[2i+1]) <- (x[2i] c - x[2i+1] s, x[2i] s + x[2i+1] c),
+///   angle = float(positions[t]) * inv_freq[i]   (fp32 product, as both references compute it)
+///   c, s  = fp32(cos angle) * a, fp32(sin angle) * a   (fp32 values, a = attention_factor)
+/// The rotation itself runs in the compute type (fp32, or fp64 for double x).
 /// @param x         [tokens, heads, dim] rotary parts (e.g. q_pe, or k_pe with heads = 1); in-out
 /// @param positions [tokens] absolute positions
 /// @param inv_freq  [dim / 2] frequencies (RopeTable::inv_freq)
@@ -132,6 +135,7 @@ template <class T, class TP, class TF>
 void rope_interleaved(View<T, 3> x, View<TP, 1> positions, View<TF, 1> inv_freq,
                       float attention_factor) {
   static_assert(!std::is_const_v<T>, "rope_interleaved: x is rotated in place");
+  using C = compute_t<T>;
   const char* op = "rope_interleaved";
   detail::require_host(x, op, "x");
   detail::require_host(positions, op, "positions");
@@ -144,12 +148,12 @@ void rope_interleaved(View<T, 3> x, View<TP, 1> positions, View<TF, 1> inv_freq,
     const float pos = float(positions(t));
     for (int64_t i = 0; i < pairs; ++i) {
       const float angle = pos * float(inv_freq(i));
-      const float c = float(std::cos(double(angle))) * attention_factor;
-      const float s = float(std::sin(double(angle))) * attention_factor;
+      const C c = C(float(std::cos(double(angle))) * attention_factor);
+      const C s = C(float(std::sin(double(angle))) * attention_factor);
       for (int64_t h = 0; h < x.shape[1]; ++h) {
-        const float a = to_f32(x(t, h, 2 * i)), b = to_f32(x(t, h, 2 * i + 1));
-        x(t, h, 2 * i) = from_f32<T>(a * c - b * s);
-        x(t, h, 2 * i + 1) = from_f32<T>(a * s + b * c);
+        const C a = to_compute<C>(x(t, h, 2 * i)), b = to_compute<C>(x(t, h, 2 * i + 1));
+        x(t, h, 2 * i) = from_compute<T>(a * c - b * s);
+        x(t, h, 2 * i + 1) = from_compute<T>(a * s + b * c);
       }
     }
   }

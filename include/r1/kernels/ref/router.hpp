@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // MoE router (r1-spec §5.3), from fp32 router logits z = W_gate . x to (expert ids, weights):
-//   s      = scoring(z)                   sigmoid (V3) or softmax (V2), fp32
+//   s      = scoring(z)                   sigmoid (V3) or softmax (V2), fp32 (fp64 for double logits)
 //   s_sel  = s + bias                     correction bias: selection only, never the weights
 //   groups = keep the topk_group best groups by group score (GroupLimited), others -inf
 //   ids    = the top_k experts by s_sel   (ties: lowest index wins, everywhere)
@@ -26,7 +26,8 @@ namespace r1::ref {
 
 namespace detail {
 /// Indices of the k largest values, best first; equal values order by lower index.
-inline void top_k_indices(const float* v, int n, int k, int* out) {
+template <class C>
+void top_k_indices(const C* v, int n, int k, int* out) {
   std::vector<int> idx(static_cast<size_t>(n));
   std::iota(idx.begin(), idx.end(), 0);
   std::partial_sort(idx.begin(), idx.begin() + k, idx.end(),
@@ -59,27 +60,28 @@ void route_experts(View<TL, 2> logits, View<TB, 1> bias, const route::RouterConf
   detail::require_dim(weights, 0, tokens, op, "weights", "rows");
   detail::require_dim(weights, 1, k, op, "weights", "columns");
 
-  std::vector<float> s(static_cast<size_t>(e)), sel(static_cast<size_t>(e));  // [n_experts] scores, selection scores
+  using C = compute_t<TL, TB>;
+  std::vector<C> s(static_cast<size_t>(e)), sel(static_cast<size_t>(e));  // [n_experts] scores, selection scores
   std::vector<int> chosen(static_cast<size_t>(k));                 // [top_k]
   for (int64_t t = 0; t < tokens; ++t) {
     for (int i = 0; i < e; ++i) {
-      s[size_t(i)] = to_f32(logits(t, i));
+      s[size_t(i)] = to_compute<C>(logits(t, i));
       R1_CHECK(std::isfinite(s[size_t(i)]), op, "router logit of token ", t, ", expert ", i,
                " is not finite (", s[size_t(i)], ")");
     }
     if constexpr (std::is_same_v<Scoring, route::Sigmoid>) {
-      for (float& v : s) v = 1.0f / (1.0f + std::exp(-v));
+      for (C& v : s) v = C(1) / (C(1) + std::exp(-v));
     } else {
       detail::softmax_row(s.data(), e);
     }
     for (int i = 0; i < e; ++i)
-      sel[size_t(i)] = s[size_t(i)] + (bias.shape[0] ? to_f32(bias(i)) : 0.0f);
+      sel[size_t(i)] = s[size_t(i)] + (bias.shape[0] ? to_compute<C>(bias(i)) : C(0));
 
     if constexpr (Sel::grouped) {
       const int g = cfg.n_group, per = e / g;
-      std::vector<float> gs(static_cast<size_t>(g));  // [n_group] group scores
+      std::vector<C> gs(static_cast<size_t>(g));  // [n_group] group scores
       for (int gi = 0; gi < g; ++gi) {
-        const float* v = sel.data() + gi * per;
+        const C* v = sel.data() + gi * per;
         if constexpr (std::is_same_v<typename Sel::group_score, route::Top2Sum>) {
           int top2[2];
           detail::top_k_indices(v, per, 2, top2);
@@ -93,17 +95,17 @@ void route_experts(View<TL, 2> logits, View<TB, 1> bias, const route::RouterConf
       std::vector<char> keep(static_cast<size_t>(g), 0);
       for (int gi : kept) keep[size_t(gi)] = 1;
       for (int i = 0; i < e; ++i)
-        if (!keep[size_t(i / per)]) sel[size_t(i)] = -std::numeric_limits<float>::infinity();
+        if (!keep[size_t(i / per)]) sel[size_t(i)] = -std::numeric_limits<C>::infinity();
     }
     detail::top_k_indices(sel.data(), e, k, chosen.data());
 
-    float sum = 0;
+    C sum = 0;
     for (int j = 0; j < k; ++j) sum += s[size_t(chosen[size_t(j)])];
     // Hugging Face's 1e-20 keeps an all-underflowed softmax selection finite; irrelevant otherwise.
-    const float denom = cfg.norm_topk_prob ? sum + 1e-20f : 1.0f;
+    const C denom = cfg.norm_topk_prob ? sum + C(1e-20f) : C(1);
     for (int j = 0; j < k; ++j) {
       ids(t, j) = chosen[size_t(j)];
-      weights(t, j) = s[size_t(chosen[size_t(j)])] / denom * cfg.routed_scaling_factor;
+      weights(t, j) = float(s[size_t(chosen[size_t(j)])] / denom * C(cfg.routed_scaling_factor));
     }
   }
 }

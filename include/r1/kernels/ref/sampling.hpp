@@ -75,10 +75,11 @@ template <class T>
 int32_t argmax(View<T, 1> logits) {
   detail::require_host(logits, "argmax", "logits");
   R1_CHECK(logits.shape[0] > 0, "argmax", "empty logits");
+  using C = compute_t<T>;  // doubles compare as doubles: no ties invented by rounding
   int64_t best = 0;
-  float bv = 0;
+  C bv = 0;
   for (int64_t i = 0; i < logits.shape[0]; ++i) {
-    const float v = to_f32(logits(i));
+    const C v = to_compute<C>(logits(i));
     R1_CHECK(!std::isnan(v), "argmax", "logit ", i, " is NaN");
     if (i == 0 || v > bv) {  // strict: an equal later value never replaces the first
       best = i;
@@ -103,7 +104,7 @@ TokenDistribution sampling_distribution(View<T, 1> logits, const SamplingParams&
   std::vector<float> z(static_cast<size_t>(n));  // [vocab]
   float mx = -std::numeric_limits<float>::infinity();
   for (int64_t i = 0; i < n; ++i) {
-    z[size_t(i)] = to_f32(logits(i)) / params.temperature;
+    z[size_t(i)] = to_compute<float>(logits(i)) / params.temperature;
     R1_CHECK(!std::isnan(z[size_t(i)]), "sampling", "logit ", i, " is NaN");
     mx = std::max(mx, z[size_t(i)]);
   }
