@@ -4,7 +4,9 @@
 
 #include <cmath>
 #include <cstdint>
+#include <algorithm>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "r1/tensor/tensor.hpp"
@@ -71,6 +73,35 @@ inline double row_cosine(const Tensor& a, const Tensor& b, int64_t r) {
     bb += y * y;
   }
   return ab / std::sqrt(aa * bb);
+}
+
+/// Block-quantizes an f32 weight [n, k] to e4m3 codes + f32 weight_scale_inv (128 x 128 blocks,
+/// ragged edges allowed; scale = amax / 448 of each block, as DeepSeek's converter).
+inline std::pair<Tensor, Tensor> quantize_fp8_block(const Tensor& w, int64_t block = 128) {
+  const int64_t n = w.size(0), k = w.size(1), bn = (n + block - 1) / block, bk = (k + block - 1) / block;
+  Tensor q = Tensor::empty(DType::f8_e4m3, {n, k});  // [n, k]
+  Tensor s = Tensor::empty(DType::f32, {bn, bk});    // [ceil(n/128), ceil(k/128)]
+  auto wv = w.view<const float, 2>();
+  for (int64_t bi = 0; bi < bn; ++bi)
+    for (int64_t bj = 0; bj < bk; ++bj) {
+      float amax = 1e-12f;
+      for (int64_t i = bi * block; i < std::min(n, (bi + 1) * block); ++i)
+        for (int64_t j = bj * block; j < std::min(k, (bj + 1) * block); ++j) amax = std::max(amax, std::fabs(wv(i, j)));
+      const float sc = amax / 448.0f;
+      s.view<float, 2>()(bi, bj) = sc;
+      for (int64_t i = bi * block; i < std::min(n, (bi + 1) * block); ++i)
+        for (int64_t j = bj * block; j < std::min(k, (bj + 1) * block); ++j)
+          q.view<fp8_e4m3, 2>()(i, j) = fp8_e4m3(wv(i, j) / sc);
+    }
+  return {q, s};
+}
+
+/// A host F64 activation tensor from f32 random values.
+inline Tensor randn_f64(const Shape& shape, uint64_t seed, float stddev = 1.0f) {
+  Tensor f = randn(shape, seed, stddev);
+  Tensor d = Tensor::empty(DType::f64, shape);
+  for (int64_t i = 0; i < d.numel(); ++i) d.data_as<double>()[i] = f.data_as<float>()[i];
+  return d;
 }
 
 }  // namespace r1::testing
