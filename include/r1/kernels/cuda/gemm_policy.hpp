@@ -1,0 +1,108 @@
+// SPDX-License-Identifier: MIT
+// Which implementation runs a GEMM on the GPU: the vendor's (cuBLASLt) or r1's own kernels.
+// Model code picks at compile time with a policy tag (`r1::cuda::linear<gemm::CublasLt>(...)`) or
+// at run time with a GemmBackend value; `automatic` applies a per-shape default that follows the
+// measurements in docs/benchmarks.md ("Dispatch"). Compiles with g++ alone.
+#pragma once
+
+#include <concepts>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+
+#include "r1/core/error.hpp"
+
+namespace r1::cuda {
+
+enum class GemmBackend : uint8_t {
+  automatic,  ///< per-shape default (gemm_default_backend); R1_GEMM_BACKEND=<name> overrides it
+  cublaslt,   ///< NVIDIA cuBLASLt: the vendor baseline
+  own,        ///< r1's own kernel, the best variant this GPU runs
+  own_sm80,   ///< r1's own kernel with exactly the instructions an sm_80 GPU runs (bf16/f16
+              ///< mma.sync, FP8 decoded in registers), on any GPU: tests the portable path
+};
+
+inline const char* gemm_backend_name(GemmBackend b) {
+  switch (b) {
+    case GemmBackend::automatic: return "automatic";
+    case GemmBackend::cublaslt: return "cublaslt";
+    case GemmBackend::own: return "own";
+    case GemmBackend::own_sm80: return "own_sm80";
+  }
+  return "?";
+}
+
+/// Parses a backend name as gemm_backend_name spells it; false for anything else.
+inline bool parse_gemm_backend(std::string_view s, GemmBackend& out) {
+  for (GemmBackend b : {GemmBackend::automatic, GemmBackend::cublaslt, GemmBackend::own,
+                        GemmBackend::own_sm80}) {
+    if (s == gemm_backend_name(b)) {
+      out = b;
+      return true;
+    }
+  }
+  return false;
+}
+
+/// What a GEMM computes, for the per-shape default.
+enum class GemmKind : uint8_t {
+  bf16,       ///< bf16 operands, fp32 accumulation
+  fp8_block,  ///< DeepSeek FP8: 1x128 activation scales x 128x128 weight scales
+};
+
+/// Rows (tokens) up to which r1's own kernel is the default; above them cuBLASLt is. Decode shapes
+/// are weight-streaming (memory-bound): r1's split-K kernel keeps every SM busy reading the weight,
+/// where a library tiled for large M leaves most of them idle. Prefill shapes are matrix-bound and
+/// cuBLASLt's wgmma kernels run them faster than r1's mma.sync kernel. The thresholds are to be set
+/// from the measured table in docs/benchmarks.md; they live here and nowhere else.
+inline constexpr int64_t kOwnMaxRowsBf16 = 64;
+inline constexpr int64_t kOwnMaxRowsFp8 = 128;
+
+namespace detail {
+// R1_GEMM_BACKEND, read once: lets a whole program be run on one backend for an A/B comparison.
+inline GemmBackend env_backend() {
+  static const GemmBackend b = [] {
+    const char* s = std::getenv("R1_GEMM_BACKEND");
+    GemmBackend v = GemmBackend::automatic;
+    if (s && *s) {
+      R1_CHECK(parse_gemm_backend(s, v), "gemm", "R1_GEMM_BACKEND=", s,
+               " is not a backend (automatic, cublaslt, own, own_sm80)");
+    }
+    return v;
+  }();
+  return b;
+}
+}  // namespace detail
+
+/// The backend `automatic` stands for at this shape: y[M, N] = x[M, K] . w[N, K]^T.
+inline GemmBackend gemm_default_backend(GemmKind kind, int64_t m, int64_t n, int64_t k) {
+  (void)n;
+  (void)k;
+  const GemmBackend env = detail::env_backend();
+  if (env != GemmBackend::automatic) return env;
+  const int64_t own_max = kind == GemmKind::bf16 ? kOwnMaxRowsBf16 : kOwnMaxRowsFp8;
+  return m <= own_max ? GemmBackend::own : GemmBackend::cublaslt;
+}
+
+/// Compile-time GEMM policies: empty tags naming a backend.
+namespace gemm {
+struct Auto {
+  static constexpr GemmBackend backend = GemmBackend::automatic;
+};
+struct CublasLt {
+  static constexpr GemmBackend backend = GemmBackend::cublaslt;
+};
+struct Own {
+  static constexpr GemmBackend backend = GemmBackend::own;
+};
+struct OwnSm80 {
+  static constexpr GemmBackend backend = GemmBackend::own_sm80;
+};
+template <class P>
+concept Policy = requires {
+  { P::backend } -> std::convertible_to<GemmBackend>;
+};
+}  // namespace gemm
+
+}  // namespace r1::cuda

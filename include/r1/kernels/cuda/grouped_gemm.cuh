@@ -1,0 +1,121 @@
+// SPDX-License-Identifier: MIT
+// Definitions of the grouped (MoE expert) GEMMs declared in grouped_gemm.hpp: host checks, then
+// r1's persistent grouped mma.sync kernel (gemm_mma.cuh). src/cuda/grouped_gemm.cu defines the
+// exported functions with the *_impl functions below.
+#pragma once
+
+#include <type_traits>
+
+#include "r1/kernels/cuda/common.hpp"
+#include "r1/kernels/cuda/gemm_mma.cuh"
+#include "r1/kernels/cuda/grouped_gemm.hpp"
+#include "r1/kernels/cuda/linear_fp8.cuh"
+
+namespace r1::cuda::detail {
+
+inline constexpr int64_t kMaxExperts = 1024;
+
+/// Checks an expert table against the expected [experts, rows, cols] and, for a stacked tensor,
+/// the 16-byte alignment cp.async needs.
+template <class T>
+void check_experts(const ExpertWeights<T>& w, int64_t experts, int64_t rows, int64_t cols, const char* op,
+                   const char* name) {
+  R1_CHECK(w.data != nullptr || w.ptrs != nullptr, op, name, " holds no weights");
+  R1_CHECK(w.experts == experts && w.rows == rows && w.cols == cols, op, name, " are ", w.experts, " x [",
+           w.rows, ", ", w.cols, "], expected ", experts, " x [", rows, ", ", cols, "]");
+  R1_CHECK(w.row_stride >= cols, op, name, " rows overlap (row stride ", w.row_stride, " < ", cols, ")");
+  if (w.data) {
+    R1_CHECK(experts <= 1 || w.expert_stride >= rows * w.row_stride, op, name, " experts overlap (expert stride ",
+             w.expert_stride, ")");
+  }
+}
+
+template <class T>
+void check_experts_aligned(const ExpertWeights<T>& w, const char* op, const char* name) {
+  const int64_t es = int64_t(sizeof(T));
+  const bool ok = (w.row_stride * es) % 16 == 0 &&
+                  (!w.data || (aligned_to(w.data, 16) && (w.expert_stride * es) % 16 == 0));
+  R1_CHECK(ok, op, name, " rows must start on 16-byte boundaries (row stride ", w.row_stride,
+           ", expert stride ", w.expert_stride, ")");
+}
+
+inline void check_offsets(const View<const int32_t, 1>& offsets, const char* op) {
+  require_device(offsets, op, "offsets");
+  R1_CHECK(offsets.shape[0] >= 2, op, "offsets has ", offsets.shape[0], " entries; it needs experts + 1 >= 2");
+  R1_CHECK(offsets.stride[0] == 1, op, "offsets must be contiguous (stride ", offsets.stride[0], ")");
+  R1_CHECK(offsets.shape[0] - 1 <= kMaxExperts, op, offsets.shape[0] - 1, " experts exceed the supported ",
+           kMaxExperts);
+}
+
+inline void grouped_linear_impl(View<const bf16, 2> x, View<const int32_t, 1> offsets, const ExpertWeights<bf16>& w,
+                                View<bf16, 2> y, stream_t stream, GemmBackend backend) {
+  const char* op = "cuda.grouped_linear";
+  R1_CHECK(backend != GemmBackend::cublaslt, op, "there is no cuBLASLt grouped-GEMM policy (use own or automatic)");
+  require_device(x, op, "x");
+  require_device(y, op, "y");
+  require_matrix(x, op, "x");
+  require_matrix(y, op, "y");
+  check_offsets(offsets, op);
+  const int64_t rows = x.shape[0], k = x.shape[1], n = y.shape[1], experts = offsets.shape[0] - 1;
+  require_dim(y, 0, rows, op, "y", "rows");
+  check_experts(w, experts, n, k, op, "expert weights");
+  check_experts_aligned(w, op, "expert weights");
+  R1_CHECK(k % 8 == 0 && rows_vector_aligned(x, 16), op, "x rows must be 16-byte aligned with K % 8 == 0 (K = ",
+           k, ", row stride ", row_stride(x), ")");
+  require_int32(rows, op, "rows");
+  require_int32(n, op, "N");
+  require_int32(k, op, "K");
+  if (rows == 0 || n == 0) return;
+  mma::Params p;
+  p.a = reinterpret_cast<const uint8_t*>(x.data);
+  p.lda = row_stride(x) * 2;
+  p.b = reinterpret_cast<const uint8_t*>(w.data);
+  p.ldb = w.row_stride * 2;
+  p.b_group = w.expert_stride * 2;
+  p.b_ptrs = reinterpret_cast<const void* const*>(w.ptrs);
+  p.y = y.data;
+  p.ldy = row_stride(y);
+  p.m = int(rows);
+  p.n = int(n);
+  p.k = int(k);
+  p.k_bytes = k * 2;
+  p.kb_total = int(ceil_div(p.k_bytes, mma::kStageBytes));
+  p.offsets = offsets.data;
+  p.groups = int(experts);
+  p.y_pairs = aligned_to(y.data, 4) && p.ldy % 2 == 0;
+  mma::launch_grouped<mma::Operand::bf16, bf16>(p, stream, op);
+}
+
+inline void grouped_linear_fp8_native_impl(View<const fp8_e4m3, 2> xq, View<const float, 2> xs,
+                                           View<const int32_t, 1> offsets, const ExpertWeights<fp8_e4m3>& wq,
+                                           const ExpertWeights<float>& ws, View<bf16, 2> y, stream_t stream,
+                                           GemmBackend backend) {
+  const char* op = "cuda.grouped_linear_fp8_native";
+  R1_CHECK(backend != GemmBackend::cublaslt, op, "there is no cuBLASLt grouped-GEMM policy (use own or automatic)");
+  check_offsets(offsets, op);
+  const int64_t rows = xq.shape[0], k = xq.shape[1], n = y.shape[1], experts = offsets.shape[0] - 1;
+  check_fp8_activations(xq, xs, y, n, op);
+  check_experts(wq, experts, n, k, op, "expert weights");
+  check_experts_aligned(wq, op, "expert weights");
+  check_experts(ws, experts, ceil_div(n, 128), k / 128, op, "expert weight scales");
+  if (rows == 0 || n == 0) return;
+  mma::Params p = fp8_params(xq, xs, y, n);
+  p.b = reinterpret_cast<const uint8_t*>(wq.data);
+  p.ldb = wq.row_stride;
+  p.b_group = wq.expert_stride;
+  p.b_ptrs = reinterpret_cast<const void* const*>(wq.ptrs);
+  p.ws = ws.data;
+  p.ws_ptrs = ws.ptrs;
+  p.ws_rs = ws.row_stride;
+  p.ws_bs = 1;
+  p.ws_group = ws.expert_stride;
+  p.offsets = offsets.data;
+  p.groups = int(experts);
+  if (fp8_operand(backend) == mma::Operand::e4m3) {
+    mma::launch_grouped<mma::Operand::e4m3, bf16>(p, stream, op);
+  } else {
+    mma::launch_grouped<mma::Operand::e4m3_as_f16, bf16>(p, stream, op);
+  }
+}
+
+}  // namespace r1::cuda::detail
