@@ -52,13 +52,9 @@ inline const DeviceInfo& current_device() {
 /// What a kernel needs to know before launching it on the current device.
 struct KernelInfo {
   int blocks_per_sm = 0;  ///< resident blocks per SM at the given block size and shared memory
-  int binary_arch = 0;    ///< architecture of the machine code that runs (80, 90, ...)
 };
 
-/// Raises the kernel's dynamic shared memory limit and reads its occupancy and binary
-/// architecture, once per device. The binary architecture decides which instructions a kernel may
-/// use: an sm_89 GPU runs the sm_80 machine code of a "90a;80" build, so the device's compute
-/// capability alone does not say whether e4m3 mma.sync or wgmma were compiled in.
+/// Raises the kernel's dynamic shared memory limit and reads its occupancy, once per device.
 template <auto Kernel>
 const KernelInfo& prepare_kernel(int threads, int smem_bytes, const char* op) {
   static std::mutex mu;
@@ -77,10 +73,31 @@ const KernelInfo& prepare_kernel(int threads, int smem_bytes, const char* op) {
     R1_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, Kernel, threads, smem_bytes));
     R1_CHECK(blocks > 0, op, "kernel cannot be resident on this GPU (", threads, " threads, ",
              smem_bytes, " bytes of shared memory, ", attr.numRegs, " registers per thread)");
-    k.binary_arch = attr.binaryVersion;  // major * 10 + minor: 90 for sm_90a machine code
     k.blocks_per_sm = blocks;
   }
   return k;
+}
+
+/// An empty kernel compiled with the same architectures as every r1 kernel: its binary
+/// architecture is the one all of them run with on the current device.
+template <int = 0>
+__global__ void arch_probe_kernel() {}
+
+/// Architecture of the machine code r1's kernels run as on the current device (major * 10 + minor:
+/// 80, 90, ...). It decides which instructions a kernel may use: an sm_89 GPU runs the sm_80
+/// machine code of a "90a;80" build, so the device's compute capability alone does not say whether
+/// e4m3 mma.sync or wgmma were compiled in.
+inline int binary_arch() {
+  static std::mutex mu;
+  static std::array<int, kMaxDevices> cache{};
+  const int dev = current_device().device;
+  std::lock_guard<std::mutex> lock(mu);
+  if (cache[size_t(dev)] == 0) {
+    cudaFuncAttributes attr{};
+    R1_CUDA_CHECK(cudaFuncGetAttributes(&attr, arch_probe_kernel<0>));
+    cache[size_t(dev)] = attr.binaryVersion;
+  }
+  return cache[size_t(dev)];
 }
 
 // ---------------------------------------------------------------------------------------------

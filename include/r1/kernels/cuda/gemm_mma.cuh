@@ -256,6 +256,7 @@ struct Mainloop {
       if (s < nkb) load_stage(p, t, smem + s * Cfg::STAGE_BYTES, t.kb0 + s, tid);
       cp_async_commit();
     }
+#pragma unroll 1  // the body is 4 k-steps of MT x NT mma; unrolling it only raises register pressure
     for (int i = 0; i < nkb; ++i) {
       cp_async_wait<STAGES - 2>();  // stage i has landed (this thread's copies) ...
       __syncthreads();              // ... and everyone's; everyone is also done with stage i - 1

@@ -7,9 +7,9 @@
 #include <type_traits>
 
 #include "r1/kernels/cuda/common.hpp"
+#include "r1/kernels/cuda/fp8_operands.cuh"
 #include "r1/kernels/cuda/gemm_mma.cuh"
 #include "r1/kernels/cuda/grouped_gemm.hpp"
-#include "r1/kernels/cuda/linear_fp8.cuh"
 
 namespace r1::cuda::detail {
 

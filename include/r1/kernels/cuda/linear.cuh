@@ -7,7 +7,7 @@
 #include <type_traits>
 
 #include "r1/kernels/cuda/common.hpp"
-#include "r1/kernels/cuda/cublaslt.cuh"
+#include "r1/kernels/cuda/cublaslt.hpp"
 #include "r1/kernels/cuda/gemm_mma.cuh"
 #include "r1/kernels/cuda/linear.hpp"
 
