@@ -77,6 +77,7 @@ class Bpe {
    public:
     static constexpr size_t cache_max_word = 64;
     static constexpr size_t cache_slots = 1 << 14;
+    static constexpr size_t cache_after_words = 256;
 
    private:
     friend class Bpe;
@@ -97,6 +98,7 @@ class Bpe {
     std::vector<CacheSlot> cache;
     std::string cache_keys;
     std::vector<int32_t> cache_ids;
+    size_t words = 0;
   };
 
   /// Appends the ids of one pre-token (raw bytes) to out.
@@ -114,7 +116,8 @@ class Bpe {
         return;
       }
     }
-    if (word.size() > Session::cache_max_word) {
+    // The cache pays off only over many words: short texts (a chat turn) skip allocating it.
+    if (word.size() > Session::cache_max_word || ++s.words < Session::cache_after_words) {
       merge(word, out, s);
       return;
     }
@@ -156,7 +159,7 @@ class Bpe {
       merge_tree(word, out, s);
     }
   }
-  static constexpr size_t naive_max = 48;
+  static constexpr size_t naive_max = 24;
 
   /// O(n^2) for tiny n: find the minimum (rank, position) pair by a scan, merge, repeat.
   void merge_naive(std::string_view word, std::vector<int32_t>& out, Session& s) const {

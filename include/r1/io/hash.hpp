@@ -44,37 +44,35 @@ inline size_t table_size_for(size_t n) {
   return cap;
 }
 
-/// uint64 key -> V. Keys must not be UINT64_MAX (the empty marker).
+/// uint64 key -> V. Keys must not be UINT64_MAX (the empty marker). Key and value share a slot,
+/// so a lookup touches one cache line.
 template <class V>
 class U64Map {
  public:
   void reserve(size_t n) {
     const size_t cap = table_size_for(n);
-    if (cap <= keys_.size()) return;
-    std::vector<uint64_t> old_keys = std::move(keys_);
-    std::vector<V> old_vals = std::move(vals_);
-    keys_.assign(cap, empty);
-    vals_.assign(cap, V{});
+    if (cap <= slots_.size()) return;
+    std::vector<Slot> old = std::move(slots_);
+    slots_.assign(cap, Slot{});
     mask_ = cap - 1;
     size_ = 0;
-    for (size_t i = 0; i < old_keys.size(); ++i)
-      if (old_keys[i] != empty) insert_or_assign(old_keys[i], old_vals[i]);
+    for (const Slot& s : old)
+      if (s.key != empty) insert_or_assign(s.key, s.value);
   }
   void insert_or_assign(uint64_t key, const V& v) {
-    if ((size_ + 1) * 2 > keys_.size()) reserve(size_ + 1);
+    if ((size_ + 1) * 2 > slots_.size()) reserve(size_ + 1);
     size_t i = mix64(key) & mask_;
-    while (keys_[i] != empty && keys_[i] != key) i = (i + 1) & mask_;
-    if (keys_[i] == empty) ++size_;
-    keys_[i] = key;
-    vals_[i] = v;
+    while (slots_[i].key != empty && slots_[i].key != key) i = (i + 1) & mask_;
+    if (slots_[i].key == empty) ++size_;
+    slots_[i] = {key, v};
   }
   const V* find(uint64_t key) const {
-    if (keys_.empty()) return nullptr;
+    if (slots_.empty()) return nullptr;
     size_t i = mix64(key) & mask_;
     for (;;) {
-      const uint64_t k = keys_[i];
-      if (k == key) return &vals_[i];
-      if (k == empty) return nullptr;
+      const Slot& s = slots_[i];
+      if (s.key == key) return &s.value;
+      if (s.key == empty) return nullptr;
       i = (i + 1) & mask_;
     }
   }
@@ -82,8 +80,11 @@ class U64Map {
 
  private:
   static constexpr uint64_t empty = UINT64_MAX;
-  std::vector<uint64_t> keys_;
-  std::vector<V> vals_;
+  struct Slot {
+    uint64_t key = empty;
+    V value{};
+  };
+  std::vector<Slot> slots_;
   size_t mask_ = 0, size_ = 0;
 };
 
