@@ -4,6 +4,9 @@
 // (M = 1, 8, 64, 128, 256) and prefill (M = 4096), plus the peers' shapes. Activation scales are
 // stored MN-major (the layout act_quant emits for both backends). The GEMM alone is timed; the
 // activation quantization is act_quant_bench's.
+// Built twice: linear_fp8_wgmma_bench (R1_BENCH_WGMMA=1) times only r1's Hopper kernel
+// (own_wgmma) on the same rows, in a process of its own, so that a fault there cannot cost the
+// other rows; bench/report.py joins its rows to these by kernel and shape.
 #include <string>
 
 #include "bench_common.cuh"
@@ -55,6 +58,13 @@ void register_rows() {
   const int64_t nks[][2] = {{2112, 7168}, {24576, 1536}, {32768, 512}, {7168, 16384},
                             {4096, 7168}, {7168, 2048},  {18432, 7168}};
   const int64_t ms[] = {1, 8, 64, 128, 256, 4096};
+#if R1_BENCH_WGMMA
+  for (const auto& nk : nks) {
+    for (int64_t m : ms) add(m, nk[0], nk[1], GemmBackend::own_wgmma);
+  }
+  add(4096, 2048, 7168, GemmBackend::own_wgmma);
+  add(8192, 8192, 8192, GemmBackend::own_wgmma);
+#else
   for (const auto& nk : nks) {
     for (int64_t m : ms) {
       for (GemmBackend b : {GemmBackend::own, GemmBackend::cublaslt}) add(m, nk[0], nk[1], b);
@@ -69,6 +79,7 @@ void register_rows() {
     add(m, 7168, 2048, GemmBackend::own_sm80);
     add(m, 4096, 7168, GemmBackend::own_sm80);
   }
+#endif
 }
 
 }  // namespace

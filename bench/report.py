@@ -4,7 +4,7 @@
 
 Reads Google Benchmark JSON files written by r1's benchmarks (bench/bench_common.cuh) and the JSON
 list written by tools/peer_baselines.py, and prints one line per (kernel, shape): r1's time, its
-GB/s, TFLOP/s and % of the in-run roofline ("own" backend, else the fastest r1 row), the fastest
+GB/s, TFLOP/s and % of the in-run roofline (the fastest r1 row; "via" names it), the fastest
 vendor row measured in the same process (any backend not starting with "own", e.g. cublaslt) with
 the time ratio r1 / vendor, and the peer row named by the row's label with the ratio of the fastest
 row of the group (what automatic dispatch can reach) to the peer.
@@ -75,6 +75,10 @@ def is_r1(backend):
     return backend.startswith("own")
 
 
+# which r1 kernel the "r1" columns show (the fastest r1 row of the group)
+VIA = {"own": "mma", "own_wgmma": "wg", "own_sm80": "s80", "cublaslt": "lt"}
+
+
 def fmt(v, digits=1, width=7):
     if v is None:
         return "-".rjust(width)
@@ -101,13 +105,13 @@ def main():
     for r in rows:
         groups.setdefault((r["kernel"], r["shape"]), []).append(r)
 
-    header = "%-18s %-19s %7s %5s %6s %5s |%7s %5s |%7s %5s" % (
-        "kernel", "shape", "r1 us", "GB/s", "TF/s", "%roof", "vend us", "r1/v", "peer us", "r1/p")
+    header = "%-18s %-19s %-3s %7s %5s %6s %5s |%7s %5s |%7s %5s" % (
+        "kernel", "shape", "via", "r1 us", "GB/s", "TF/s", "%roof", "vend us", "r1/v", "peer us", "r1/p")
     print(header)
     print("-" * len(header))
     slower_than_peer, wins = [], {}
     for (kernel, shape), rs in groups.items():
-        r1_rows = [r for r in rs if r["backend"] == "own"] or [r for r in rs if is_r1(r["backend"])]
+        r1_rows = [r for r in rs if is_r1(r["backend"])]
         vendor = [r for r in rs if not is_r1(r["backend"])]
         best_r1 = min(r1_rows, key=lambda r: r["us"]) if r1_rows else None
         best_v = min(vendor, key=lambda r: r["us"]) if vendor else None
@@ -117,8 +121,9 @@ def main():
         ratio_v = best_r1["us"] / best_v["us"] if best_r1 and best_v else None
         fastest = min(rs, key=lambda r: r["us"])
         ratio_p = fastest["us"] / peer_us if peer_us else None
-        print("%-18s %-19s %s %s %s %s |%s %s |%s %s" % (
-            kernel[:18], shape[:19], fmt(ref["us"]), fmt(ref["gbps"], 0, 5), fmt(ref["tflops"], 1, 6),
+        print("%-18s %-19s %-3s %s %s %s %s |%s %s |%s %s" % (
+            kernel[:18], shape[:19], VIA.get(ref["backend"], ref["backend"][:3]), fmt(ref["us"]),
+            fmt(ref["gbps"], 0, 5), fmt(ref["tflops"], 1, 6),
             fmt(ref["roof"], 1, 5), fmt(best_v["us"] if best_v else None), fmt(ratio_v, 2, 5), fmt(peer_us),
             fmt(ratio_p, 2, 5)))
         if ratio_p is not None and ratio_p > 1.0:

@@ -5,7 +5,7 @@
 #
 #   scripts/gpu-gemm.sh [all|tests|bench]     (default all)
 #   OUT, PEER_BASELINES, BENCH_ONLY, BENCH_FILTER: see scripts/bench.sh
-#   GPU_TEST_REGEX   ctest -R regex of the tests to run (default: the GEMM family's four)
+#   GPU_TEST_REGEX   ctest -R regex of the tests to run (default: the GEMM family's five)
 #
 # Everything verbose goes to $OUT (build.log, gpu_tests.log, one log + JSON per benchmark,
 # peer_baselines.log, bench_table.md); the terminal gets the ratio table and the test summary.
@@ -16,8 +16,9 @@ what=${1:-all}
 OUT=${OUT:-$root/build/release/gemm-out}
 mkdir -p "$OUT"
 export OUT
-tests_re=${GPU_TEST_REGEX:-'^cuda_(linear|linear_fp8|act_quant|grouped_gemm)_test$'}
-test_targets=(cuda_linear_test cuda_linear_fp8_test cuda_act_quant_test cuda_grouped_gemm_test)
+tests_re=${GPU_TEST_REGEX:-'^cuda_(linear|linear_fp8|linear_fp8_wgmma|act_quant|grouped_gemm)_test$'}
+test_targets=(cuda_linear_test cuda_linear_fp8_test cuda_linear_fp8_wgmma_test cuda_act_quant_test
+              cuda_grouped_gemm_test)
 
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv,noheader \
   >"$OUT/gpu.txt" 2>&1 || true
@@ -45,7 +46,7 @@ gen=()
 if command -v ninja >/dev/null && [[ ! -f build/release/CMakeCache.txt ]]; then gen=(-G Ninja); fi
 if ! { cmake --preset release "${gen[@]}" -DR1_BUILD_TESTS=ON -DR1_BUILD_EXAMPLES=OFF -DR1_BUILD_BENCH=ON &&
        cmake --build build/release -j"$(nproc)" --target "${test_targets[@]}" linear_bench linear_fp8_bench \
-         grouped_gemm_bench act_quant_bench copy_bench; } >"$OUT/build.log" 2>&1; then
+         linear_fp8_wgmma_bench grouped_gemm_bench act_quant_bench copy_bench; } >"$OUT/build.log" 2>&1; then
   grep -E "error|Error" "$OUT/build.log" | head -30
   echo "BUILD FAILED (full log: $OUT/build.log)"
   exit 1

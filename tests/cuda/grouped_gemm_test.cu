@@ -244,7 +244,7 @@ TEST_CASE("grouped_linear: bad arguments are r1::Errors") {
   const auto ew = cuda::ExpertWeights<bf16>::stacked(w.view<const bf16, 3>());
   CHECK_THROWS_WITH(cuda::grouped_linear(x.view<const bf16, 2>(), od.view<const int32_t, 1>(), ew, y.view<bf16, 2>(),
                                          stream, GemmBackend::cublaslt),
-                    doctest::Contains("no cuBLASLt grouped"));
+                    doctest::Contains("no cublaslt grouped-GEMM policy"));
   CHECK_THROWS_WITH(cuda::grouped_linear(x.view<const bf16, 2>(), oh.view<const int32_t, 1>(), ew, y.view<bf16, 2>(), stream),
                     doctest::Contains("offsets must be in cuda memory"));
   CHECK_THROWS_WITH(cuda::grouped_linear(x.view<const bf16, 2>(), od.view<const int32_t, 1>().slice(0, 0, 4), ew,

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -98,11 +99,12 @@ struct Plan {
 /// Upper bound on the workspace an algorithm may ask for (NVIDIA recommends 32 MiB on Hopper).
 inline constexpr std::size_t kMaxWorkspace = std::size_t(32) << 20;
 
-/// The algorithm for this call, from the cache or from cuBLASLt's heuristic (first call).
-inline Plan plan_for(const PlanKey& key, cublasLtHandle_t h, const MatmulDesc& desc, const Layout& a,
-                     const Layout& b, const Layout& d, const char* op) {
+/// The algorithm for this call, from the cache or from cuBLASLt's heuristic (first call); nullopt
+/// when cuBLASLt has none for this shape, layout and alignment (cached too, so asking is cheap).
+inline std::optional<Plan> plan_for(const PlanKey& key, cublasLtHandle_t h, const MatmulDesc& desc, const Layout& a,
+                                    const Layout& b, const Layout& d) {
   static std::mutex mu;
-  static std::map<PlanKey, Plan> cache;
+  static std::map<PlanKey, std::optional<Plan>> cache;
   {
     std::lock_guard<std::mutex> lock(mu);
     auto it = cache.find(key);
@@ -119,14 +121,20 @@ inline Plan plan_for(const PlanKey& key, cublasLtHandle_t h, const MatmulDesc& d
   const cublasStatus_t st =
       cublasLtMatmulAlgoGetHeuristic(h, desc.d, a.l, b.l, d.l, d.l, pref.p, 1, &result, &found);
   if (st != CUBLAS_STATUS_NOT_SUPPORTED) R1_CUBLAS_CHECK(st);
-  R1_CHECK(st == CUBLAS_STATUS_SUCCESS && found > 0 && result.state == CUBLAS_STATUS_SUCCESS, op,
-           "cuBLASLt has no algorithm for M = ", key.m, ", N = ", key.n, ", K = ", key.k, " (row strides x ",
-           key.ldx, ", w ", key.ldw, ", y ", key.ldy, "; alignments ", key.align_x, "/", key.align_w, "/",
-           key.align_y, " bytes) on this GPU");
-  const Plan plan{result.algo, result.workspaceSize};
+  std::optional<Plan> plan;
+  if (st == CUBLAS_STATUS_SUCCESS && found > 0 && result.state == CUBLAS_STATUS_SUCCESS) {
+    plan = Plan{result.algo, result.workspaceSize};
+  }
   std::lock_guard<std::mutex> lock(mu);
   cache.emplace(key, plan);
   return plan;
+}
+
+/// The error message for a call cuBLASLt has no algorithm for.
+inline std::string no_algorithm(const PlanKey& key) {
+  return ::r1::detail::str_cat("cuBLASLt has no algorithm for M = ", key.m, ", N = ", key.n, ", K = ", key.k,
+                               " (row strides x ", key.ldx, ", w ", key.ldw, ", y ", key.ldy, "; alignments ",
+                               key.align_x, "/", key.align_w, "/", key.align_y, " bytes) on this GPU");
 }
 
 /// Enqueues the matmul D = A . B on `stream` with the plan's workspace from the device pool.
@@ -146,8 +154,10 @@ void require_device(const View<T, R>& v, const char* op, const char* name) {
 }
 }  // namespace detail
 
+/// cublaslt::linear, or false (and the reason in *why) when cuBLASLt has no algorithm for the
+/// call: then nothing was enqueued. Bad arguments throw.
 template <class TY>
-void linear(View<const bf16, 2> x, View<const bf16, 2> w, View<TY, 2> y, stream_t stream) {
+bool try_linear_impl(View<const bf16, 2> x, View<const bf16, 2> w, View<TY, 2> y, stream_t stream, std::string* why) {
   static_assert(std::is_same_v<TY, bf16> || std::is_same_v<TY, float>, "cublaslt::linear: y is bf16 or f32");
   const char* op = "cublaslt.linear";
   detail::require_device(x, op, "x");
@@ -161,7 +171,7 @@ void linear(View<const bf16, 2> x, View<const bf16, 2> w, View<TY, 2> y, stream_
   R1_CHECK(y.shape[0] == m && y.shape[1] == n, op, "y has shape [", y.shape[0], ", ", y.shape[1],
            "], expected [", m, ", ", n, "]");
   R1_CHECK(k > 0, op, "K = 0 (cuBLASLt needs a non-empty reduction)");
-  if (m == 0 || n == 0) return;
+  if (m == 0 || n == 0) return true;
   constexpr bool f32_out = std::is_same_v<TY, float>;
   const cudaDataType_t ty = f32_out ? CUDA_R_32F : CUDA_R_16BF;
   const int64_t ldx = detail::row_stride(x), ldw = detail::row_stride(w), ldy = detail::row_stride(y);
@@ -175,8 +185,24 @@ void linear(View<const bf16, 2> x, View<const bf16, 2> w, View<TY, 2> y, stream_
   const detail::PlanKey key{r1::cuda::detail::current_device().device, f32_out ? 1 : 0, m, n, k, ldx, ldw, ldy,
                             detail::alignment_of(x.data), detail::alignment_of(w.data),
                             detail::alignment_of(y.data)};
-  const detail::Plan plan = detail::plan_for(key, h, desc, la, lb, ld, op);
-  detail::run(h, desc, plan, w.data, la, x.data, lb, y.data, ld, stream);
+  const std::optional<detail::Plan> plan = detail::plan_for(key, h, desc, la, lb, ld);
+  if (!plan) {
+    if (why) *why = detail::no_algorithm(key);
+    return false;
+  }
+  detail::run(h, desc, *plan, w.data, la, x.data, lb, y.data, ld, stream);
+  return true;
+}
+
+template <class TY>
+bool try_linear(View<const bf16, 2> x, View<const bf16, 2> w, View<TY, 2> y, stream_t stream) {
+  return try_linear_impl(x, w, y, stream, nullptr);
+}
+
+template <class TY>
+void linear(View<const bf16, 2> x, View<const bf16, 2> w, View<TY, 2> y, stream_t stream) {
+  std::string why;
+  R1_CHECK(try_linear_impl(x, w, y, stream, &why), "cublaslt.linear", why);
 }
 
 /// Implementation of fp8_block_unsupported (exported by src/cuda/cublaslt.cu).
@@ -184,7 +210,7 @@ inline std::string fp8_block_unsupported_impl(View<const float, 2> xs, View<cons
   const auto& dev = r1::cuda::detail::current_device();
   if (dev.cc_major != 9) {
     return ::r1::detail::str_cat("cuBLASLt's 128x128 / 1x128 FP8 block scaling runs on Hopper (sm_90); this GPU is sm_",
-                           dev.cc_major, dev.cc_minor);
+                                 dev.cc_major, dev.cc_minor);
   }
   const int64_t groups = xs.shape[1];
   // cuBLASLt takes no strides for scale tensors: activation scales are [K/128][M] with M contiguous,
@@ -192,19 +218,20 @@ inline std::string fp8_block_unsupported_impl(View<const float, 2> xs, View<cons
   const bool xs_ok = (m <= 1 || xs.stride[0] == 1) && (groups <= 1 || xs.stride[1] == m);
   if (!xs_ok) {
     return ::r1::detail::str_cat("activation scales must be MN-major and dense (strides {1, ", m, "}), got {",
-                           xs.stride[0], ", ", xs.stride[1], "}");
+                                 xs.stride[0], ", ", xs.stride[1], "}");
   }
   const bool ws_ok = ws.shape[0] <= 1 || ws.stride[0] == ws.shape[1];
   if (!ws_ok || !ws.rows_contiguous()) {
     return ::r1::detail::str_cat("weight scales must be contiguous row-major, got strides {", ws.stride[0], ", ",
-                           ws.stride[1], "}");
+                                 ws.stride[1], "}");
   }
   return {};
 }
 
-/// Implementation of linear_fp8_block (exported by src/cuda/cublaslt.cu).
-inline void linear_fp8_block_impl(View<const fp8_e4m3, 2> xq, View<const float, 2> xs, View<const fp8_e4m3, 2> wq,
-                             View<const float, 2> ws, View<bf16, 2> y, stream_t stream) {
+/// Implementation of (try_)linear_fp8_block (exported by src/cuda/cublaslt.cu): false (and the
+/// reason in *why) when cuBLASLt has no algorithm for the call; then nothing was enqueued.
+inline bool linear_fp8_block_impl(View<const fp8_e4m3, 2> xq, View<const float, 2> xs, View<const fp8_e4m3, 2> wq,
+                                  View<const float, 2> ws, View<bf16, 2> y, stream_t stream, std::string* why) {
   const char* op = "cublaslt.linear_fp8";
   detail::require_device(xq, op, "xq");
   detail::require_device(xs, op, "x scale");
@@ -223,9 +250,9 @@ inline void linear_fp8_block_impl(View<const fp8_e4m3, 2> xq, View<const float, 
            xs.shape[1], "], expected [", m, ", ", k / 128, "]");
   R1_CHECK(ws.shape[0] == detail::ceil_div(n, 128) && ws.shape[1] == k / 128, op, "weight_scale_inv has shape [",
            ws.shape[0], ", ", ws.shape[1], "], expected [", detail::ceil_div(n, 128), ", ", k / 128, "]");
-  const std::string why = fp8_block_unsupported_impl(xs, ws, m);
-  R1_CHECK(why.empty(), op, why);
-  if (m == 0 || n == 0) return;
+  const std::string layout = fp8_block_unsupported_impl(xs, ws, m);
+  R1_CHECK(layout.empty(), op, layout);
+  if (m == 0 || n == 0) return true;
   const int64_t ldx = detail::row_stride(xq), ldw = detail::row_stride(wq), ldy = detail::row_stride(y);
   detail::MatmulDesc desc(CUBLAS_COMPUTE_32F, CUDA_R_32F);
   desc.set(CUBLASLT_MATMUL_DESC_TRANSA, CUBLAS_OP_T);
@@ -243,8 +270,13 @@ inline void linear_fp8_block_impl(View<const fp8_e4m3, 2> xq, View<const float, 
   const detail::PlanKey key{r1::cuda::detail::current_device().device, 2, m, n, k, ldx, ldw, ldy,
                             detail::alignment_of(xq.data), detail::alignment_of(wq.data),
                             detail::alignment_of(y.data)};
-  const detail::Plan plan = detail::plan_for(key, h, desc, la, lb, ld, op);
-  detail::run(h, desc, plan, wq.data, la, xq.data, lb, y.data, ld, stream);
+  const std::optional<detail::Plan> plan = detail::plan_for(key, h, desc, la, lb, ld);
+  if (!plan) {
+    if (why) *why = detail::no_algorithm(key);
+    return false;
+  }
+  detail::run(h, desc, *plan, wq.data, la, xq.data, lb, y.data, ld, stream);
+  return true;
 }
 
 }  // namespace r1::cuda::cublaslt

@@ -26,6 +26,11 @@ namespace r1::cuda::cublaslt {
 template <class TY>
 void linear(View<const bf16, 2> x, View<const bf16, 2> w, View<TY, 2> y, stream_t stream);
 
+/// linear, or false when cuBLASLt has no algorithm for this shape / layout / alignment on this GPU
+/// (nothing is enqueued then; automatic dispatch falls back to r1's kernel). Bad arguments throw.
+template <class TY>
+bool try_linear(View<const bf16, 2> x, View<const bf16, 2> w, View<TY, 2> y, stream_t stream);
+
 /// DeepSeek's FP8 GEMM with cuBLASLt's block scaling (CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F on
 /// the weight, VEC128_32F on the activations; Hopper only):
 ///   y[m, n] = sum_b xs[m, b] * ws[n / 128, b] * (sum_{k in block b} xq[m, k] * wq[n, k])
@@ -36,6 +41,10 @@ void linear(View<const bf16, 2> x, View<const bf16, 2> w, View<TY, 2> y, stream_
 /// @param y  [M, N] bf16
 void linear_fp8_block(View<const fp8_e4m3, 2> xq, View<const float, 2> xs, View<const fp8_e4m3, 2> wq,
                       View<const float, 2> ws, View<bf16, 2> y, stream_t stream);
+
+/// linear_fp8_block, or false when cuBLASLt has no algorithm for the call (nothing is enqueued).
+bool try_linear_fp8_block(View<const fp8_e4m3, 2> xq, View<const float, 2> xs, View<const fp8_e4m3, 2> wq,
+                          View<const float, 2> ws, View<bf16, 2> y, stream_t stream);
 
 /// Empty when cuBLASLt's FP8 block scaling can run these operands on the current device; otherwise
 /// the reason it cannot (device generation or scale layout), for error messages and dispatch.

@@ -21,6 +21,8 @@ enum class GemmBackend : uint8_t {
   own,        ///< r1's own kernel, the best variant this GPU runs
   own_sm80,   ///< r1's own kernel with exactly the instructions an sm_80 GPU runs (bf16/f16
               ///< mma.sync, FP8 decoded in registers), on any GPU: tests the portable path
+  own_wgmma,  ///< r1's Hopper kernel (TMA + wgmma, sm_90a machine code; FP8 dense GEMM only).
+              ///< Opt-in until it is validated on a device: `own` does not pick it yet
 };
 
 inline const char* gemm_backend_name(GemmBackend b) {
@@ -29,6 +31,7 @@ inline const char* gemm_backend_name(GemmBackend b) {
     case GemmBackend::cublaslt: return "cublaslt";
     case GemmBackend::own: return "own";
     case GemmBackend::own_sm80: return "own_sm80";
+    case GemmBackend::own_wgmma: return "own_wgmma";
   }
   return "?";
 }
@@ -36,7 +39,7 @@ inline const char* gemm_backend_name(GemmBackend b) {
 /// Parses a backend name as gemm_backend_name spells it; false for anything else.
 inline bool parse_gemm_backend(std::string_view s, GemmBackend& out) {
   for (GemmBackend b : {GemmBackend::automatic, GemmBackend::cublaslt, GemmBackend::own,
-                        GemmBackend::own_sm80}) {
+                        GemmBackend::own_sm80, GemmBackend::own_wgmma}) {
     if (s == gemm_backend_name(b)) {
       out = b;
       return true;
@@ -67,7 +70,7 @@ inline GemmBackend env_backend() {
     GemmBackend v = GemmBackend::automatic;
     if (s && *s) {
       R1_CHECK(parse_gemm_backend(s, v), "gemm", "R1_GEMM_BACKEND=", s,
-               " is not a backend (automatic, cublaslt, own, own_sm80)");
+               " is not a backend (automatic, cublaslt, own, own_sm80, own_wgmma)");
     }
     return v;
   }();
@@ -98,6 +101,9 @@ struct Own {
 };
 struct OwnSm80 {
   static constexpr GemmBackend backend = GemmBackend::own_sm80;
+};
+struct OwnWgmma {
+  static constexpr GemmBackend backend = GemmBackend::own_wgmma;
 };
 template <class P>
 concept Policy = requires {

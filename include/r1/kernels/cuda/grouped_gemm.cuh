@@ -50,7 +50,8 @@ inline void check_offsets(const View<const int32_t, 1>& offsets, const char* op)
 inline void grouped_linear_impl(View<const bf16, 2> x, View<const int32_t, 1> offsets, const ExpertWeights<bf16>& w,
                                 View<bf16, 2> y, stream_t stream, GemmBackend backend) {
   const char* op = "cuda.grouped_linear";
-  R1_CHECK(backend != GemmBackend::cublaslt, op, "there is no cuBLASLt grouped-GEMM policy (use own or automatic)");
+  R1_CHECK(backend != GemmBackend::cublaslt && backend != GemmBackend::own_wgmma, op, "there is no ",
+           gemm_backend_name(backend), " grouped-GEMM policy (use own, own_sm80 or automatic)");
   require_device(x, op, "x");
   require_device(y, op, "y");
   require_matrix(x, op, "x");
@@ -91,7 +92,8 @@ inline void grouped_linear_fp8_native_impl(View<const fp8_e4m3, 2> xq, View<cons
                                            const ExpertWeights<float>& ws, View<bf16, 2> y, stream_t stream,
                                            GemmBackend backend) {
   const char* op = "cuda.grouped_linear_fp8_native";
-  R1_CHECK(backend != GemmBackend::cublaslt, op, "there is no cuBLASLt grouped-GEMM policy (use own or automatic)");
+  R1_CHECK(backend != GemmBackend::cublaslt && backend != GemmBackend::own_wgmma, op, "there is no ",
+           gemm_backend_name(backend), " grouped-GEMM policy (use own, own_sm80 or automatic)");
   check_offsets(offsets, op);
   const int64_t rows = xq.shape[0], k = xq.shape[1], n = y.shape[1], experts = offsets.shape[0] - 1;
   check_fp8_activations(xq, xs, y, n, op);

@@ -53,10 +53,17 @@ void linear(View<const bf16, 2> x, View<const bf16, 2> w, View<TY, 2> y, stream_
   detail::require_int32(n, op, "N");
   detail::require_int32(k, op, "K");
   if (m == 0 || n == 0) return;
-  if (backend == GemmBackend::automatic) backend = gemm_default_backend(GemmKind::bf16, m, n, k);
+  R1_CHECK(backend != GemmBackend::own_wgmma, op, "own_wgmma is r1's FP8 Hopper kernel; the bf16 GEMM has ",
+           "none yet (use own, cublaslt or automatic)");
+  const bool by_default = backend == GemmBackend::automatic;
+  if (by_default) backend = gemm_default_backend(GemmKind::bf16, m, n, k);
   if (backend == GemmBackend::cublaslt && k > 0) {
-    cublaslt::linear(x, w, y, stream);
-    return;
+    // The default falls back to r1's kernel where cuBLASLt has no algorithm; an explicit request throws.
+    if (!by_default) {
+      cublaslt::linear(x, w, y, stream);
+      return;
+    }
+    if (cublaslt::try_linear(x, w, y, stream)) return;
   }
   // r1's own kernel (own and own_sm80 run the same bf16 mma.sync code; K = 0 writes zeros).
   const detail::mma::Params p = detail::bf16_params(x, w, y);

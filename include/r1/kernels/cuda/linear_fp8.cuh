@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Definition of r1::cuda::linear_fp8_native (declared in linear_fp8.hpp): host checks, then
-// cuBLASLt's block-scaled FP8 GEMM or r1's mma.sync kernel (e4m3 mma where the machine code has
-// it, e4m3 decoded to f16 in registers on sm_80).
+// cuBLASLt's block-scaled FP8 GEMM, r1's mma.sync kernel (e4m3 mma where the machine code has it,
+// e4m3 decoded to f16 in registers on sm_80) or r1's Hopper TMA + wgmma kernel (own_wgmma).
 #pragma once
 
 #include <string>
@@ -10,6 +10,7 @@
 #include "r1/kernels/cuda/cublaslt.hpp"
 #include "r1/kernels/cuda/fp8_operands.cuh"
 #include "r1/kernels/cuda/gemm_mma.cuh"
+#include "r1/kernels/cuda/gemm_wgmma.cuh"
 #include "r1/kernels/cuda/linear_fp8.hpp"
 
 namespace r1::cuda::detail {
@@ -33,13 +34,34 @@ inline void linear_fp8_native_impl(View<const fp8_e4m3, 2> xq, View<const float,
   if (m == 0 || n == 0) return;
   if (backend == GemmBackend::automatic) {
     backend = gemm_default_backend(GemmKind::fp8_block, m, n, k);
-    // The default falls back to r1's kernel where cuBLASLt cannot take these operands.
-    if (backend == GemmBackend::cublaslt && (k == 0 || !cublaslt::fp8_block_unsupported(xs, ws, m).empty())) {
+    // The default falls back to r1's kernel where cuBLASLt cannot take these operands (device,
+    // scale layout) or has no algorithm for them.
+    if (backend == GemmBackend::cublaslt) {
+      if (k > 0 && cublaslt::fp8_block_unsupported(xs, ws, m).empty() &&
+          cublaslt::try_linear_fp8_block(xq, xs, wq, ws, y, stream)) {
+        return;
+      }
       backend = GemmBackend::own;
     }
   }
   if (backend == GemmBackend::cublaslt) {
     cublaslt::linear_fp8_block(xq, xs, wq, ws, y, stream);
+    return;
+  }
+  if (backend == GemmBackend::own_wgmma && k > 0) {
+    wgmma::Params wp;
+    wp.m = int(m);
+    wp.n = int(n);
+    wp.y = y.data;
+    wp.ldy = row_stride(y);
+    wp.xs = xs.data;
+    wp.xs_rs = xs.stride[0];
+    wp.xs_bs = xs.stride[1];
+    wp.ws = ws.data;
+    wp.ws_rs = ws.stride[0];
+    wp.ws_bs = ws.stride[1];
+    wp.y_pairs = aligned_to(y.data, 4) && wp.ldy % 2 == 0;
+    wgmma::launch_fp8(xq.data, row_stride(xq), wq.data, row_stride(wq), k, wp, stream, op);
     return;
   }
   mma::Params p = fp8_params(xq, xs, y, n);

@@ -26,8 +26,9 @@ void linear_fp8_native_128(View<const fp8_e4m3, 2> xq, View<const float, 2> xs, 
 /// @param wq [N, K] e4m3 weight, rows 16-byte aligned
 /// @param ws [ceil(N / 128), K / 128] f32 weight_scale_inv (multipliers)
 /// @param y  [M, N] bf16 output
-/// @param backend cublaslt (Hopper only), own, own_sm80, or automatic (the per-shape default,
-///           falling back to own where cuBLASLt cannot take the operands)
+/// @param backend cublaslt (Hopper only), own (mma.sync), own_sm80, own_wgmma (r1's TMA + wgmma
+///           kernel, sm_90a; opt-in until validated on a device) or automatic (the per-shape
+///           default, falling back to own where cuBLASLt cannot take the operands)
 template <int BN, int BK>
 void linear_fp8_native(View<const fp8_e4m3, 2> xq, View<const float, 2> xs, View<const fp8_e4m3, 2> wq,
                        View<const float, 2> ws, View<bf16, 2> y, stream_t stream,
