@@ -12,6 +12,8 @@
 #include <fstream>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "../support/r1_testing.hpp"
 #include "r1/io/safetensors.hpp"
 
@@ -149,4 +151,46 @@ TEST_CASE("r1-generate fails cleanly on bad checkpoints and arguments") {
   for (const char* flag : {"--model", "--prompt-ids", "--max-new-tokens", "--temperature", "--top-p", "--top-k", "--seed",
                            "--fp8", "--mtp", "--dump-logits", "--device"})
     CHECK(help.output.find(flag) != std::string::npos);
+}
+
+TEST_CASE("r1-generate --prompt: R1 chat template, tokenizer, streamed text") {
+  // A random model with DeepSeek-V3's real vocabulary (129280) and a tiny width, so that the
+  // tokenizer's ids are rows of its embedding.
+  const fs::path dir = temp_dir("vocab");
+  const int64_t v = 129280, d = 16;
+  const nlohmann::json cfg = {
+      {"model_type", "deepseek_v3"}, {"vocab_size", v}, {"hidden_size", d}, {"intermediate_size", 32},
+      {"num_hidden_layers", 1}, {"first_k_dense_replace", 1}, {"num_attention_heads", 2}, {"q_lora_rank", nullptr},
+      {"kv_lora_rank", 16}, {"qk_nope_head_dim", 8}, {"qk_rope_head_dim", 4}, {"v_head_dim", 8},
+      {"n_routed_experts", nullptr}, {"max_position_embeddings", 4096}, {"bos_token_id", 0}, {"eos_token_id", 1}};
+  std::ofstream(dir / "config.json") << cfg.dump();
+  std::vector<std::pair<std::string, Tensor>> t;
+  uint64_t seed = 1;
+  auto add = [&](const std::string& name, const Shape& s) { t.push_back({name, testing::randn_bf16(s, ++seed, 0.3f)}); };
+  add("model.embed_tokens.weight", {v, d});
+  add("lm_head.weight", {v, d});
+  for (const char* n : {"model.norm.weight", "model.layers.0.input_layernorm.weight",
+                        "model.layers.0.post_attention_layernorm.weight"})
+    add(n, {d});
+  add("model.layers.0.self_attn.kv_a_layernorm.weight", {16});
+  add("model.layers.0.self_attn.q_proj.weight", {2 * 12, d});
+  add("model.layers.0.self_attn.kv_a_proj_with_mqa.weight", {20, d});
+  add("model.layers.0.self_attn.kv_b_proj.weight", {2 * 16, 16});
+  add("model.layers.0.self_attn.o_proj.weight", {d, 16});
+  add("model.layers.0.mlp.gate_proj.weight", {32, d});
+  add("model.layers.0.mlp.up_proj.weight", {32, d});
+  add("model.layers.0.mlp.down_proj.weight", {d, 32});
+  io::write_safetensors(dir / "model.safetensors", t);
+
+  const std::string tok = " --tokenizer " + kData + "/deepseek-v3";
+  const Run a = run("--model " + dir.string() + tok + " --prompt 'Hello, world' --max-new-tokens 8 --ignore-eos");
+  CAPTURE(a.output);
+  CHECK(a.status == 0);
+  // BOS <｜User｜> "Hello" "," " world" <｜Assistant｜> <think> "\n": 8 prompt tokens
+  CHECK(a.output.find("prefill 8 tokens") != std::string::npos);
+  const Run b = run("--model " + dir.string() + tok + " --prompt 'Hello, world' --max-new-tokens 8 --raw --quiet");
+  CAPTURE(b.output);
+  CHECK(b.status == 0);
+  CHECK(!b.output.empty());
+  fs::remove_all(dir);
 }
