@@ -323,9 +323,10 @@ TEST_CASE("tokenizer.json errors name the file, the field and the problem") {
     mutate(j);
     return j.dump();
   };
-  expect_load_error("{not json", "invalid JSON");
+  expect_load_error("{not json", "JSON syntax error near byte 3");
   expect_load_error("[]", "expected a JSON object");
-  expect_load_error(std::string(100, '[') + std::string(100, ']'), "nested deeper");
+  expect_load_error(std::string(100, '[') + std::string(100, ']'), "nesting deeper than 32");
+  expect_load_error(R"({"model": {}, "model": {}})", "duplicate key \"model\"");
   expect_load_error(with([](auto& j) { j["version"] = "2.0"; }), "version");
   expect_load_error(with([](auto& j) { j["model"]["type"] = "WordPiece"; }), "model 'WordPiece' is not supported");
   expect_load_error(with([](auto& j) { j["model"].erase("vocab"); }), "model.vocab: missing");

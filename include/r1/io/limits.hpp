@@ -53,6 +53,22 @@ inline constexpr int max_config_depth = 32;
 /// JSON values (scalars, arrays and objects) in config.json (R1's has about 60).
 inline constexpr std::size_t max_config_values = std::size_t(1) << 16;
 
+// ---- tokenizer.json / tokenizer_config.json (io/tokenizer.hpp) ---------------------------------
+/// Bytes of tokenizer.json (DeepSeek-V3's is 7.8 MB; the largest public ones are ~35 MB).
+inline constexpr uint64_t max_tokenizer_bytes = uint64_t(256) << 20;
+inline constexpr uint64_t max_tokenizer_config_bytes = uint64_t(4) << 20;
+inline constexpr int max_tokenizer_depth = 32;
+/// JSON values in tokenizer.json outside model.vocab and model.merges (DeepSeek-V3: about 6k).
+inline constexpr std::size_t max_tokenizer_values = std::size_t(1) << 20;
+/// model.vocab entries plus model.merges entries (DeepSeek-V3: 256k; the largest public
+/// vocabularies: about 1 M).
+inline constexpr std::size_t max_tokenizer_entries = std::size_t(1) << 22;
+/// Token ids: below 2^24, and (so a small file cannot claim millions of empty ids) below
+/// 2 * vocabulary entries + 1024.
+inline constexpr int32_t max_token_id = (int32_t(1) << 24) - 1;
+/// Added tokens.
+inline constexpr std::size_t max_added_tokens = std::size_t(1) << 20;
+
 // ---- checkpoint directory ---------------------------------------------------------------------
 /// Tensors across all shards of one checkpoint.
 inline constexpr std::size_t max_checkpoint_tensors = std::size_t(1) << 20;

@@ -5,11 +5,8 @@
 // strings are plain text, and a streaming decoder. See docs/tokenizer.md.
 #pragma once
 
-#include <cerrno>
 #include <cstdint>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <optional>
 #include <span>
 #include <string>
@@ -22,7 +19,11 @@
 #include "r1/io/added_tokens.hpp"
 #include "r1/io/bpe.hpp"
 #include "r1/io/hash.hpp"
+#include "r1/io/json.hpp"
+#include "r1/io/limits.hpp"
+#include "r1/io/mmap.hpp"
 #include "r1/io/pretokenize.hpp"
+#include "r1/io/tokenizer_json.hpp"
 #include "r1/io/unicode.hpp"
 
 namespace r1::io {
@@ -39,11 +40,6 @@ struct LoadOptions {
   bool r1_think_tokens = false;
 };
 
-/// Limits on what a tokenizer.json may make r1 allocate, checked before allocating.
-inline constexpr uintmax_t tokenizer_max_file_bytes = uintmax_t{1} << 30;
-inline constexpr int32_t tokenizer_max_id = (1 << 24) - 1;
-inline constexpr int tokenizer_max_json_depth = 64;
-
 class Tokenizer {
  public:
   /// Loads `tokenizer.json` (a file, or a directory containing it); tokenizer_config.json next
@@ -53,11 +49,12 @@ class Tokenizer {
     std::error_code ec;
     fs::path file = file_or_dir;
     if (fs::is_directory(file_or_dir, ec)) file = file_or_dir / "tokenizer.json";
-    const std::string json = read_file(file);
+    const auto json = MappedFile::open(file, "tokenizer.load", limits::max_tokenizer_bytes);
     const fs::path config = file.parent_path() / "tokenizer_config.json";
-    std::string config_json;
-    if (fs::exists(config, ec)) config_json = read_file(config);
-    return from_json(json, file.string(), config_json, options);
+    std::shared_ptr<const MappedFile> config_json;
+    if (fs::exists(config, ec))
+      config_json = MappedFile::open(config, "tokenizer.load", limits::max_tokenizer_config_bytes);
+    return from_json(json->text(), file.string(), config_json ? config_json->text() : std::string_view(), options);
   }
 
   /// Parses tokenizer.json text (and optionally tokenizer_config.json text). `origin` names the
@@ -163,20 +160,6 @@ class Tokenizer {
   const std::string& origin() const { return origin_; }
 
  private:
-  static std::string read_file(const std::filesystem::path& path) {
-    std::error_code ec;
-    const uintmax_t size = std::filesystem::file_size(path, ec);
-    R1_CHECK(!ec, "tokenizer.load", "cannot read ", path.string(), ": ", ec.message());
-    R1_CHECK(size <= tokenizer_max_file_bytes, "tokenizer.load", path.string(), " is ", size,
-             " bytes; the limit is ", tokenizer_max_file_bytes);
-    std::ifstream f(path, std::ios::binary);
-    R1_CHECK(f.good(), "tokenizer.load", "cannot open ", path.string(), ": ", std::strerror(errno));
-    std::string data(size_t(size), '\0');
-    f.read(data.data(), std::streamsize(size));
-    R1_CHECK(f.gcount() == std::streamsize(size), "tokenizer.load", "short read from ", path.string());
-    return data;
-  }
-
   static void check_utf8(std::string_view text) {
     const size_t bad = unicode::find_invalid(text);
     if (bad != std::string_view::npos) {
@@ -194,37 +177,13 @@ class Tokenizer {
     fail("tokenizer.load", origin_, ": ", field, ": ", what);
   }
 
-  // Rejects nesting deeper than the cap before nlohmann builds (and later recursively destroys)
-  // the tree.
-  void check_depth(std::string_view text, const std::string& name) const {
-    int depth = 0;
-    bool in_string = false, escaped = false;
-    for (char c : text) {
-      if (in_string) {
-        if (escaped)
-          escaped = false;
-        else if (c == '\\')
-          escaped = true;
-        else if (c == '"')
-          in_string = false;
-      } else if (c == '"') {
-        in_string = true;
-      } else if (c == '[' || c == '{') {
-        if (++depth > tokenizer_max_json_depth)
-          fail("tokenizer.load", name, ": JSON nested deeper than ", tokenizer_max_json_depth, " levels");
-      } else if (c == ']' || c == '}') {
-        --depth;
-      }
-    }
-  }
-
-  json parse_json(std::string_view text, const std::string& name) const {
-    check_depth(text, name);
-    try {
-      return json::parse(text.begin(), text.end());
-    } catch (const json::exception& e) {
-      fail("tokenizer.load", name, ": invalid JSON: ", e.what());
-    }
+  // Bounded, strict JSON (io/json.hpp): depth, token sizes and value count are capped before
+  // nlohmann allocates; duplicate keys are an error rather than "the last one wins".
+  json parse_bounded(std::string_view text, const std::string& name, int depth, size_t values) const {
+    JsonLimits limits;
+    limits.max_depth = depth;
+    limits.max_values = values;
+    return parse_json(text, limits, "tokenizer.load", name);
   }
 
   static std::string type_of(const json& j) {
@@ -255,8 +214,8 @@ class Tokenizer {
   int32_t get_id(const json& j, const std::string& field) const {
     if (!j.is_number_integer()) bad(field, "expected an integer id, got " + j.dump().substr(0, 80));
     const int64_t v = j.get<int64_t>();
-    if (v < 0 || v > tokenizer_max_id)
-      bad(field, "id " + std::to_string(v) + " is outside 0.." + std::to_string(tokenizer_max_id));
+    if (v < 0 || v > limits::max_token_id)
+      bad(field, "id " + std::to_string(v) + " is outside 0.." + std::to_string(limits::max_token_id));
     return int32_t(v);
   }
   std::string valid_utf8(const std::string& s, const std::string& field) const {
@@ -265,7 +224,8 @@ class Tokenizer {
   }
 
   void parse(std::string_view text, const LoadOptions& options) {
-    const json root = parse_json(text, origin_);
+    TokenizerJson doc = read_tokenizer_json(text, origin_);
+    const json& root = doc.root;
     if (!root.is_object()) bad("(root)", "expected a JSON object");
     if (auto v = root.find("version"); v != root.end() && !v->is_null() && *v != "1.0")
       bad("version", "unknown tokenizer.json version " + v->dump());
@@ -277,7 +237,7 @@ class Tokenizer {
     check_normalizer(root.contains("normalizer") ? root["normalizer"] : json(), "normalizer");
     parse_pre_tokenizer(root.contains("pre_tokenizer") ? root["pre_tokenizer"] : json());
     check_decoder(root.contains("decoder") ? root["decoder"] : json());
-    parse_model(member(root, "model", "(root)"));
+    parse_model(member(root, "model", "(root)"), doc);
     parse_added_tokens(root.contains("added_tokens") ? root["added_tokens"] : json::array(), options);
     build_id_tables();
   }
@@ -370,7 +330,7 @@ class Tokenizer {
                        "' is not supported (r1 supports the ByteLevel decoder)");
   }
 
-  void parse_model(const json& m) {
+  void parse_model(const json& m, const TokenizerJson& doc) {
     if (!m.is_object()) bad("model", "expected an object");
     const std::string type = type_of(m);
     if (!type.empty() && type != "BPE") bad("model.type", "model '" + type + "' is not supported (r1 supports BPE)");
@@ -383,26 +343,28 @@ class Tokenizer {
     }
     const bool ignore_merges = get_bool(m, "ignore_merges", "model", false);
 
-    const json& vocab = member(m, "vocab", "model");
-    if (!vocab.is_object()) bad("model.vocab", "expected an object of token -> id");
-    if (vocab.size() > size_t(tokenizer_max_id) + 1) bad("model.vocab", "too many entries");
+    // model.vocab and model.merges were streamed into doc (tokenizer_json.hpp); the DOM holds
+    // {} and [] in their place, or whatever else the file had there.
+    const json& vocab_dom = member(m, "vocab", "model");
+    if (!vocab_dom.is_object() || !doc.vocab_streamed) bad("model.vocab", "expected an object of token -> id");
+    const auto& vocab = doc.vocab;
     detail::StringIdMap map;
     map.reserve(vocab.size());
     model_tokens_.clear();
-    for (auto it = vocab.begin(); it != vocab.end(); ++it) {
-      const std::string field = "model.vocab[" + json(it.key()).dump() + "]";
-      const int32_t id = get_id(it.value(), field);
-      if (unicode::find_invalid(it.key()) != std::string_view::npos) bad(field, "token is not valid UTF-8");
+    for (const auto& [token, value] : vocab) {
+      const std::string field = "model.vocab[" + json(token).dump() + "]";
+      const int32_t id = get_id(value, field);
+      if (unicode::find_invalid(token) != std::string_view::npos) bad(field, "token is not valid UTF-8");
       // Ids index tables, so they must be dense enough that a small file cannot make r1
       // allocate for millions of ids it does not have.
       if (size_t(id) >= 2 * vocab.size() + 1024)
         bad(field, "id " + std::to_string(id) + " is far beyond the " + std::to_string(vocab.size()) +
                        " vocabulary entries (ids must be below 2 * entries + 1024)");
-      map.insert(it.key(), id);  // JSON object keys are unique
+      if (!map.insert(token, id)) bad("model.vocab", "duplicate key " + json(token).dump());
       if (size_t(id) >= model_tokens_.size()) model_tokens_.resize(size_t(id) + 1);
       if (model_tokens_[size_t(id)].data() != nullptr)
         bad(field, "id " + std::to_string(id) + " is also assigned to " + json(model_tokens_[size_t(id)]).dump());
-      model_tokens_[size_t(id)] = it.key();
+      model_tokens_[size_t(id)] = token;
     }
     model_vocab_size_ = vocab.size();
 
@@ -421,12 +383,10 @@ class Tokenizer {
       byte_ids[size_t(b)] = *id;
     }
 
-    const json& merges = member(m, "merges", "model");
-    if (!merges.is_array()) bad("model.merges", "expected an array");
-    if (merges.size() > size_t(tokenizer_max_id) + 1) bad("model.merges", "too many merges");
+    const json& merges_dom = member(m, "merges", "model");
+    if (!merges_dom.is_array() || !doc.merges_streamed) bad("model.merges", "expected an array");
+    const auto& merges = doc.merges;
     bpe_.reserve_merges(merges.size());
-    std::vector<std::tuple<int32_t, int32_t, int32_t, uint32_t>> pending;
-    pending.reserve(merges.size());
     uint32_t rank = 0;
     std::string joined;
     for (size_t i = 0; i < merges.size(); ++i) {
@@ -459,7 +419,7 @@ class Tokenizer {
 
   void parse_added_tokens(const json& list, const LoadOptions& options) {
     if (!list.is_array()) bad("added_tokens", "expected an array");
-    if (list.size() > (size_t{1} << 20)) bad("added_tokens", "too many entries");
+    if (list.size() > limits::max_added_tokens) bad("added_tokens", "too many entries");
     std::vector<AddedToken> tokens;
     // HF ignores the "id" fields and assigns ids itself (AddedVocabulary::add_tokens): a token
     // already in the vocabulary keeps that id, others get consecutive ids after the larger of the
@@ -484,7 +444,7 @@ class Tokenizer {
       if (auto id = bpe_.vocab().find(t.content)) {
         t.id = *id;
       } else {
-        if (next_id > tokenizer_max_id) bad(field, "too many tokens");
+        if (next_id > limits::max_token_id) bad(field, "too many tokens");
         t.id = next_id++;
       }
       if (stated_id != t.id)
@@ -568,7 +528,7 @@ class Tokenizer {
 
   void parse_config(std::string_view text, const std::string& origin) {
     const std::string name = "tokenizer_config.json next to " + origin;
-    const json c = parse_json(text, name);
+    const json c = parse_bounded(text, name, limits::max_tokenizer_depth, limits::max_config_values);
     if (!c.is_object()) fail("tokenizer.load", name, ": expected a JSON object");
     auto lookup = [&](const char* key) -> int32_t {
       auto it = c.find(key);
