@@ -58,7 +58,7 @@ fs::path temp_dir(const std::string& name) {
 void check_dump(const std::string& dir, const std::string& extra, const char* ids_name, double prefill_tol) {
   CAPTURE(dir);
   const auto ref = io::SafetensorsFile::open(kData + "/" + dir + "/reference.safetensors");
-  const Tensor prompt = ref.tensor("input_ids"), want = ref.tensor(ids_name);
+  const Tensor prompt = ref.tensor("input_ids"), want = ref.tensor(ids_name);  // [T] and [T + N] I64
   const int64_t t = prompt.numel(), n = want.numel() - t;
   const fs::path out = temp_dir(dir) / "dump.safetensors";
   const Run r = run("--model " + kData + "/" + dir + " --prompt-ids " + ids_arg(prompt) + " --max-new-tokens " +
@@ -67,7 +67,7 @@ void check_dump(const std::string& dir, const std::string& extra, const char* id
   REQUIRE(r.status == 0);
   CHECK(r.output.find("tokens/s") != std::string::npos);
   const auto dump = io::SafetensorsFile::open(out);
-  const Tensor prefill = dump.tensor("prefill_logits"), steps = dump.tensor("step_logits"), ids = dump.tensor("generated_ids");
+  const Tensor prefill = dump.tensor("prefill_logits"), steps = dump.tensor("step_logits"), ids = dump.tensor("generated_ids");  // [T, vocab], [N, vocab], [T + N]
   CHECK(prefill.dtype() == DType::f32);
   CHECK(prefill.shape() == Shape{t, ref.tensor("logits").size(1)});
   CHECK(steps.shape() == Shape{n, ref.tensor("logits").size(1)});

@@ -21,20 +21,20 @@ using namespace r1;
 namespace {
 // Adds `name`.weight [out, in] (bf16, or e4m3 + weight_scale_inv when fp8) to `m`.
 void add_linear(TensorMap& m, const std::string& name, int64_t out, int64_t in, uint64_t seed, bool fp8) {
-  Tensor w = testing::randn({out, in}, seed, 1.0f / std::sqrt(float(in)));
+  Tensor w = testing::randn({out, in}, seed, 1.0f / std::sqrt(float(in)));  // [out, in]
   if (fp8) {
     auto [q, s] = testing::quantize_fp8_block(w);
     m.set(name + ".weight", q);
     m.set(name + ".weight_scale_inv", s);
   } else {
-    Tensor b = Tensor::empty(DType::bf16, {out, in});
+    Tensor b = Tensor::empty(DType::bf16, {out, in});  // [out, in]
     for (int64_t i = 0; i < b.numel(); ++i) b.data_as<bf16>()[i] = bf16(w.data_as<float>()[i]);
     m.set(name + ".weight", b);
   }
 }
 void add_norm(TensorMap& m, const std::string& name, int64_t dim, uint64_t seed) {
-  Tensor w = testing::randn({dim}, seed, 0.1f);
-  Tensor b = Tensor::empty(DType::bf16, {dim});
+  Tensor w = testing::randn({dim}, seed, 0.1f);  // [dim]
+  Tensor b = Tensor::empty(DType::bf16, {dim});  // [dim]
   for (int64_t i = 0; i < dim; ++i) b.data_as<bf16>()[i] = bf16(1.0f + w.data_as<float>()[i]);
   m.set(name + ".weight", b);
 }
@@ -80,7 +80,7 @@ Tensor run_mla(const MLA<Q>& mla, const Tensor& x, const std::vector<int64_t>& c
   const MlaConfig& c = mla.config();
   const int64_t t = x.size(0);
   LatentKvCache cache(1, c.cache_width(), t, page);
-  Tensor out = Tensor::empty(DType::f64, {t, c.hidden});
+  Tensor out = Tensor::empty(DType::f64, {t, c.hidden});  // [tokens, hidden]
   int64_t start = 0;
   for (int64_t n : chunks) {
     mla.forward(Exec{}, x.slice(0, start, start + n), start, cache.prepare(n)[0], out.slice(0, start, start + n), form);
@@ -94,8 +94,8 @@ template <class Q>
 void check_forms(bool fp8, const MlaConfig& c) {
   const TensorMap m = mla_weights(c, fp8);
   const MLA<Q> mla = MLA<Q>::load(m, "attn", c);
-  const Tensor x = testing::randn_f64({11, c.hidden}, 42);
-  const Tensor ref_out = run_mla(mla, x, {11}, MlaForm::expanded, 64);
+  const Tensor x = testing::randn_f64({11, c.hidden}, 42);  // [tokens, hidden]
+  const Tensor ref_out = run_mla(mla, x, {11}, MlaForm::expanded, 64);  // [tokens, hidden]
   CHECK(testing::max_abs(ref_out) > 0.01);
   // The same tokens: absorbed; chunked 4 + 1 + 6 in either form; 3-token pages (block table crosses pages).
   for (auto form : {MlaForm::absorbed, MlaForm::expanded, MlaForm::automatic}) {
@@ -124,16 +124,16 @@ TEST_CASE("MLA: causality, and native mode quantizes the cached latent") {
   const TensorMap m = mla_weights(c, true);
   const auto deq = MLA<quant::Fp8Dequant>::load(m, "attn", c);
   const auto nat = MLA<quant::Fp8Native>::load(m, "attn", c);
-  Tensor x = testing::randn_f64({5, c.hidden}, 7);
-  const Tensor a = run_mla(deq, x, {5}, MlaForm::automatic, 64);
-  const Tensor b = run_mla(nat, x, {5}, MlaForm::automatic, 64);
+  Tensor x = testing::randn_f64({5, c.hidden}, 7);  // [tokens, hidden]
+  const Tensor a = run_mla(deq, x, {5}, MlaForm::automatic, 64);  // [tokens, hidden]
+  const Tensor b = run_mla(nat, x, {5}, MlaForm::automatic, 64);  // [tokens, hidden]
   const double diff = testing::max_abs_diff(a, b);
   CHECK(diff > 1e-4);                              // quantization is visible ...
   CHECK(diff < 0.1 * testing::max_abs(a));         // ... and small
   // Changing the last token changes only the last output row.
-  Tensor y = x.to(Space::host);
+  Tensor y = x.to(Space::host);  // [tokens, hidden]
   y.data_as<double>()[4 * c.hidden + 3] += 1.0;
-  const Tensor a2 = run_mla(deq, y, {5}, MlaForm::automatic, 64);
+  const Tensor a2 = run_mla(deq, y, {5}, MlaForm::automatic, 64);  // [tokens, hidden]
   CHECK(testing::max_abs_diff(a.slice(0, 0, 4), a2.slice(0, 0, 4)) == 0);
   CHECK(testing::max_abs_diff(a.slice(0, 4, 5), a2.slice(0, 4, 5)) > 0);
 }
@@ -160,16 +160,16 @@ TEST_CASE("Linear policies: errors name the tensor; native equals fake-quantized
   add_linear(n, "l", 200, 256, 3, true);
   const auto nat = Linear<quant::Fp8Native>::load(n, "l", 200, 256);
   const auto deq = Linear<quant::Fp8Dequant>::load(n, "l", 200, 256);
-  const Tensor x = testing::randn_f64({3, 256}, 4);
-  const Tensor yn = nat.forward(Exec{}, x), yd = deq.forward(Exec{}, x);
-  Tensor xq = Tensor::empty(DType::f8_e4m3, {3, 256}), xs = Tensor::empty(DType::f64, {3, 2});
+  const Tensor x = testing::randn_f64({3, 256}, 4);  // [tokens, in]
+  const Tensor yn = nat.forward(Exec{}, x), yd = deq.forward(Exec{}, x);  // [tokens, out]
+  Tensor xq = Tensor::empty(DType::f8_e4m3, {3, 256}), xs = Tensor::empty(DType::f64, {3, 2});  // [tokens, in], [tokens, in / 128]
   ref::act_quant<128>(x.view<const double, 2>(), xq.view<fp8_e4m3, 2>(), xs.view<double, 2>());
-  Tensor xd = Tensor::empty(DType::f64, {3, 256});
+  Tensor xd = Tensor::empty(DType::f64, {3, 256});  // [tokens, in]
   ref::act_dequant<128>(xq.view<const fp8_e4m3, 2>(), xs.view<const double, 2>(), xd.view<double, 2>());
   CHECK(testing::max_abs_diff(yn, deq.forward(Exec{}, xd)) == 0);
   CHECK(testing::max_abs_diff(yn, yd) > 0);
   // And DeepSeek's block-scaled kernel gives the same products, summed in another order.
-  Tensor yk = Tensor::empty(DType::f64, {3, 200});
+  Tensor yk = Tensor::empty(DType::f64, {3, 200});  // [tokens, out]
   ref::linear_fp8_native<128, 128>(xq.view<const fp8_e4m3, 2>(), xs.view<const double, 2>(),
                                    n.get("l.weight").view<const fp8_e4m3, 2>(),
                                    n.get("l.weight_scale_inv").view<const float, 2>(), yk.view<double, 2>());
@@ -192,7 +192,7 @@ TEST_CASE("MoE<Router, Experts, Shared> equals the per-token formula") {
   for (const char* p : {"gate_proj", "up_proj"}) add_linear(m, std::string("moe.shared.") + p, 2 * w, d, 50, false);
   add_linear(m, "moe.shared.down_proj", d, 2 * w, 51, false);
   add_linear(m, "moe.gate", e, d, 52, false);
-  Tensor bias = testing::randn({e}, 53, 0.1f);
+  Tensor bias = testing::randn({e}, 53, 0.1f);  // [experts]
   m.set("moe.gate.e_score_correction_bias", bias);
 
   using Q = quant::Dense<bf16>;
@@ -202,9 +202,9 @@ TEST_CASE("MoE<Router, Experts, Shared> equals the per-token formula") {
   MoE<R, Experts<act::SwiGLU, Q>, Mlp> moe(R::load(m, "moe.gate", d, rc),
                                           Experts<act::SwiGLU, Q>::load(m, "moe.experts", e, d, w),
                                           Mlp::load(m, "moe.shared", d, 2 * w));
-  const Tensor x = testing::randn_f64({9, d}, 54);
-  Tensor out = Tensor::empty(DType::f64, {9, d});
-  Tensor ids, wts;
+  const Tensor x = testing::randn_f64({9, d}, 54);  // [tokens, dim]
+  Tensor out = Tensor::empty(DType::f64, {9, d});  // [tokens, dim]
+  Tensor ids, wts;  // [tokens, top_k] I32, F32
   Exec ex;
   ex.hook = [&](std::string_view name, int, const Tensor& t) {
     if (name == "moe_ids") ids = t.to(Space::host);
@@ -213,12 +213,13 @@ TEST_CASE("MoE<Router, Experts, Shared> equals the per-token formula") {
   moe.forward(ex, x, out);
   REQUIRE(ids.defined());
   // Expected: sum_j w_j Expert_{id_j}(x) + Shared(x), each expert run on its own.
-  const Tensor shared = Mlp::load(m, "moe.shared", d, 2 * w).forward(Exec{}, x);
+  const Tensor shared = Mlp::load(m, "moe.shared", d, 2 * w).forward(Exec{}, x);  // [tokens, dim]
+  const auto experts = Experts<act::SwiGLU, Q>::load(m, "moe.experts", e, d, w);
   for (int64_t t = 0; t < 9; ++t) {
     std::vector<double> want(size_t(d), 0.0);
     for (int j = 0; j < 3; ++j) {
       const int id = ids.data_as<int32_t>()[t * 3 + j];
-      const Tensor y = Experts<act::SwiGLU, Q>::load(m, "moe.experts", e, d, w)[id].forward(Exec{}, x.slice(0, t, t + 1));
+      const Tensor y = experts[id].forward(Exec{}, x.slice(0, t, t + 1));  // [1, dim]
       for (int64_t i = 0; i < d; ++i) want[size_t(i)] += double(wts.data_as<float>()[t * 3 + j]) * y.data_as<double>()[i];
     }
     for (int64_t i = 0; i < d; ++i)

@@ -25,7 +25,7 @@ struct Oracle {
   Tensor get(const char* name) const { return file.tensor(name); }
   bool has(const char* name) const { return file.find(name) != nullptr; }
   std::vector<int32_t> ids(const char* name) const {
-    Tensor t = get(name);
+    Tensor t = get(name);  // [n] I64
     std::vector<int32_t> out;
     for (int64_t i = 0; i < t.numel(); ++i) out.push_back(int32_t(t.data_as<int64_t>()[i]));
     return out;
@@ -34,7 +34,7 @@ struct Oracle {
 
 struct Captured {
   std::vector<Tensor> layer_out;  // per layer, copies
-  Tensor final_norm;
+  Tensor final_norm;  // [tokens, hidden]
 };
 
 void check_fixture(const std::string& dir, quant::Fp8Compute mode = quant::Fp8Compute::dequant) {
@@ -58,7 +58,7 @@ void check_fixture(const std::string& dir, quant::Fp8Compute mode = quant::Fp8Co
   };
   LatentKvCache cache(layers, model.cache_width(), t);
   const auto t0 = std::chrono::steady_clock::now();
-  Tensor logits = model.forward(ex, make_view<1>(prompt.data(), {t}), 0, cache.prepare(t));
+  Tensor logits = model.forward(ex, make_view<1>(prompt.data(), {t}), 0, cache.prepare(t));  // [tokens, vocab]
   // Reported, not asserted (timings on a shared CI machine are not a pass/fail signal).
   MESSAGE(dir, ": prefill of ", t, " tokens took ",
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), " s (one thread)");
@@ -68,12 +68,12 @@ void check_fixture(const std::string& dir, quant::Fp8Compute mode = quant::Fp8Co
 
   const Tensor hs = ref.get("hidden_states");  // [layers + 1, tokens, hidden]
   for (int64_t l = 0; l + 1 < layers; ++l) {
-    const Tensor want_h = hs.select(0, l + 1);
+    const Tensor want_h = hs.select(0, l + 1);  // [tokens, hidden]
     const double e = testing::max_abs_diff(cap.layer_out[size_t(l)], want_h), scale = testing::max_abs(want_h);
     CAPTURE(l);
     CHECK(e <= 1e-3 * scale);
   }
-  const Tensor want_fin = hs.select(0, layers);
+  const Tensor want_fin = hs.select(0, layers);  // [tokens, hidden]
   CHECK(testing::max_abs_diff(cap.final_norm, want_fin) <= 1e-3 * testing::max_abs(want_fin));
 
   // Greedy generation with the cache; each step's logits against the teacher-forced full forward.
@@ -115,7 +115,7 @@ void check_native(const std::string& dir, double min_cosine) {
   g.max_new_tokens = int(want.size() - prompt.size());
   g.record_logits = true;
   const GenerateResult r = generate(model, prompt, g);
-  const Tensor sim = ref.get("fp8_act_sim_logits");
+  const Tensor sim = ref.get("fp8_act_sim_logits");  // [tokens, vocab]
   double worst = 1;
   for (int64_t i = 0; i < sim.size(0); ++i) worst = std::min(worst, testing::row_cosine(r.prefill_logits, sim, i));
   MESSAGE(dir, ": native prefill logits, worst per-position cosine ", worst, ", max abs error ",
@@ -135,11 +135,11 @@ void check_mtp(const std::string& dir) {
   const std::vector<int32_t> ids = ref.ids("generated_ids");
   const int64_t n = int64_t(ids.size());
   LatentKvCache cache(model.num_layers(), model.cache_width(), n);
-  Tensor h;
+  Tensor h;  // [n, hidden] final-normed
   model.forward(Exec{}, make_view<1>(ids.data(), {n}), 0, cache.prepare(n), &h);
   LatentKvCache mtp_cache(1, model.cache_width(), n);
   Tensor mtp = model.mtp_forward(Exec{}, h.slice(0, 0, n - 1), make_view<1>(ids.data() + 1, {n - 1}), 0,
-                                 mtp_cache.prepare(n - 1)[0]);
+                                 mtp_cache.prepare(n - 1)[0]);  // [n - 1, vocab]
   const double err = testing::max_abs_diff(mtp, ref.get("mtp_logits"));
   MESSAGE(dir, ": MTP head logits max abs error ", err);
   CHECK(err <= 1e-3);
@@ -154,7 +154,7 @@ void check_mtp(const std::string& dir) {
   CHECK(r.ids == ids);
   MESSAGE(dir, ": MTP acceptance ", r.stats.accepted, "/", r.stats.drafted, " in ", r.stats.forwards,
           " verify forwards for ", r.stats.new_tokens, " tokens");
-  const Tensor tf = ref.get("teacher_forced_logits");
+  const Tensor tf = ref.get("teacher_forced_logits");  // [len(generated_ids), vocab]
   CHECK(testing::max_abs_diff(r.step_logits, tf.slice(0, int64_t(prompt.size()) - 1, n - 1)) <= 3e-3);
 }
 }  // namespace

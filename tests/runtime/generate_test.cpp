@@ -67,7 +67,7 @@ struct ScriptedModel {
   int64_t cache_width() const { return 1; }
   // Logits: 2 for the favoured token, 0 elsewhere (softmax probability e^2 / (e^2 + 7) = 0.51).
   static Tensor logits_for(const std::vector<int32_t>& favoured) {
-    Tensor l = Tensor::zeros(kHostActDType, {int64_t(favoured.size()), V});
+    Tensor l = Tensor::zeros(kHostActDType, {int64_t(favoured.size()), V});  // [tokens, V]
     for (size_t i = 0; i < favoured.size(); ++i) l.view<double, 2>()(int64_t(i), favoured[i]) = 2.0;
     return l;
   }
@@ -179,8 +179,8 @@ struct RandomCheckpoint {
       t.push_back({name + ".weight", testing::randn_bf16({out, in}, ++seed, 1.0f / std::sqrt(float(in)))});
     };
     auto norm = [&](const std::string& name, int64_t d) {
-      Tensor w = testing::randn({d}, ++seed, 0.1f);
-      Tensor b = Tensor::empty(DType::bf16, {d});
+      Tensor w = testing::randn({d}, ++seed, 0.1f);  // [d]
+      Tensor b = Tensor::empty(DType::bf16, {d});  // [d]
       for (int64_t i = 0; i < d; ++i) b.data_as<bf16>()[i] = bf16(1 + w.data_as<float>()[i]);
       t.push_back({name + ".weight", b});
     };
@@ -203,7 +203,7 @@ struct RandomCheckpoint {
         continue;
       }
       lin(p + ".mlp.gate", 6, d);
-      Tensor bias = testing::randn({6}, ++seed, 0.2f);
+      Tensor bias = testing::randn({6}, ++seed, 0.2f);  // [6]
       t.push_back({p + ".mlp.gate.e_score_correction_bias", bias});
       for (int e = 0; e < 6; ++e) {
         const std::string q = p + ".mlp.experts." + std::to_string(e);
@@ -244,8 +244,8 @@ TEST_CASE("a random V3-family checkpoint (no q_lora, n_group 1, 2 shared experts
     return model.forward(Exec{}, make_view<1>(ids.data(), {int64_t(ids.size())}), 0, c.prepare(int64_t(ids.size())),
                          hidden, form);
   };
-  const Tensor expanded = full(prompt, MlaForm::expanded, 64);
-  const Tensor absorbed = full(prompt, MlaForm::absorbed, 5);
+  const Tensor expanded = full(prompt, MlaForm::expanded, 64);  // [tokens, vocab]
+  const Tensor absorbed = full(prompt, MlaForm::absorbed, 5);  // [tokens, vocab]
   CHECK(testing::max_abs(expanded) > 0.1);
   CHECK(testing::max_abs_diff(expanded, absorbed) < 1e-10);
 

@@ -43,12 +43,12 @@ class Experts {
   void forward(const Exec& ex, const Tensor& x, const Tensor& ids, const Tensor& weights, const Tensor& shared,
                const Tensor& out) const {
     ex.require_host(name_);
-    Tensor none = ex.act({0, 0});
+    Tensor none = ex.act({0, 0});  // [0, 0]: no shared output
     auto expert = [&](int e, View<const host_act_t, 2> xe, View<host_act_t, 2> ye) {
       // The rows of one expert, as tensors borrowing the permuted buffers.
       const Tensor xt = Tensor::borrow(const_cast<host_act_t*>(xe.data), kHostActDType, {xe.shape[0], xe.shape[1]},
-                                       Space::host, nullptr);
-      const Tensor yt = Tensor::borrow(ye.data, kHostActDType, {ye.shape[0], ye.shape[1]}, Space::host, nullptr);
+                                       Space::host, nullptr);  // [rows, dim]
+      const Tensor yt = Tensor::borrow(ye.data, kHostActDType, {ye.shape[0], ye.shape[1]}, Space::host, nullptr);  // [rows, dim]
       experts_[size_t(e)].forward(ex, xt, yt);
     };
     ref::moe_routed(act_view<2>(x, name_, "input"), ids.view<const int32_t, 2>(), weights.view<const float, 2>(),

@@ -54,7 +54,7 @@ class Linear {
                  " (fp8 native mode, as DeepSeek's act_quant); use fp8 dequant mode for this checkpoint");
       }
       scale_ = scale.space() == Space::host ? scale.contiguous() : scale.to(Space::host);
-      Tensor wq = weight_.space() == Space::host ? weight_.contiguous() : weight_.to(Space::host);
+      Tensor wq = weight_.space() == Space::host ? weight_.contiguous() : weight_.to(Space::host);  // [out, in] e4m3
       host_w_ = Tensor::empty(DType::f32, {n, k});
       ref::dequant_fp8_block<Q::block_n, Q::block_k>(wq.view<const fp8_e4m3, 2>(), scale_.view<const float, 2>(),
                                                      host_w_.view<float, 2>());
@@ -67,8 +67,8 @@ class Linear {
   /// Loads `<prefix>.weight` (and `<prefix>.weight_scale_inv` for FP8) with shape [out, in].
   template <WeightSource S>
   static Linear load(const S& src, const std::string& prefix, int64_t out, int64_t in) {
-    Tensor w = load_tensor(src, prefix + ".weight", {Q::weight_dtype}, Shape{out, in});
-    Tensor s;
+    Tensor w = load_tensor(src, prefix + ".weight", {Q::weight_dtype}, Shape{out, in});  // [out, in]
+    Tensor s;  // [ceil(out/BN), ceil(in/BK)] for FP8, else undefined
     if constexpr (Q::has_scale) {
       s = load_tensor(src, prefix + ".weight_scale_inv", {DType::f32},
                       Shape{ref::detail::ceil_div(out, Q::block_n), ref::detail::ceil_div(in, Q::block_k)});
@@ -110,7 +110,7 @@ class Linear {
   /// Allocating form: returns [tokens, out].
   Tensor forward(const Exec& ex, const Tensor& x) const {
     ex.require_host(name_);
-    Tensor y = ex.act({x.size(0), out_features()});
+    Tensor y = ex.act({x.size(0), out_features()});  // [tokens, out]
     forward(ex, x, y);
     return y;
   }

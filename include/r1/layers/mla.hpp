@@ -136,7 +136,8 @@ class MLA {
     auto kv2 = kv.view<T, 2>();
     if constexpr (Q::quantizes_activations) {
       // kv_b's act_quant, applied once here (see the file comment).
-      Tensor lq = Tensor::empty(DType::f8_e4m3, {t, rank}), ls = Tensor::empty(kHostActDType, {t, rank / Q::act_group});
+      Tensor lq = Tensor::empty(DType::f8_e4m3, {t, rank});                      // [tokens, rank]
+      Tensor ls = Tensor::empty(kHostActDType, {t, rank / Q::act_group});  // [tokens, rank / group]
       ref::act_quant<Q::act_group>(kv2.slice(1, 0, rank).as_const(), lq.view<fp8_e4m3, 2>(), ls.view<T, 2>());
       ref::act_dequant<Q::act_group>(lq.view<const fp8_e4m3, 2>(), ls.view<const T, 2>(), kv2.slice(1, 0, rank));
     }

@@ -57,7 +57,7 @@ class DenseMLP {
   /// Allocating form: returns [tokens, dim].
   Tensor forward(const Exec& ex, const Tensor& x) const {
     ex.require_host(gate_.name());
-    Tensor y = ex.act({x.size(0), dim()});
+    Tensor y = ex.act({x.size(0), dim()});  // [tokens, dim]
     forward(ex, x, y);
     return y;
   }

@@ -38,7 +38,7 @@ class RMSNorm {
   }
   Tensor forward(const Exec& ex, const Tensor& x) const {
     ex.require_host(name_);
-    Tensor y = ex.act(x.shape());
+    Tensor y = ex.act(x.shape());  // [tokens, dim]
     forward(ex, x, y);
     return y;
   }

@@ -42,8 +42,8 @@ class Router {
   }
   template <WeightSource S>
   static Router load(const S& src, const std::string& prefix, int64_t dim, const route::RouterConfig& cfg) {
-    Tensor w = load_tensor(src, prefix + ".weight", {DType::bf16, DType::f32}, Shape{cfg.n_experts, dim});
-    Tensor b;
+    Tensor w = load_tensor(src, prefix + ".weight", {DType::bf16, DType::f32}, Shape{cfg.n_experts, dim});  // [experts, dim]
+    Tensor b;  // [experts] correction bias, or undefined
     if constexpr (uses_bias) {
       b = load_tensor(src, prefix + ".e_score_correction_bias", {DType::f32, DType::bf16}, Shape{cfg.n_experts});
     }
@@ -67,7 +67,7 @@ class Router {
       for (int64_t j = 0; j < d; ++j) xfv(i, j) = float(xv(i, j));
     Tensor logits = Tensor::empty(DType::f32, {t, cfg_.n_experts});  // [tokens, n_experts]
     ref::linear(xf.view<const float, 2>(), host_w_.view<const float, 2>(), logits.view<float, 2>());
-    Tensor none = Tensor::empty(DType::f32, {0});
+    Tensor none = Tensor::empty(DType::f32, {0});  // [0]: no bias
     const Tensor& b = uses_bias ? bias_ : none;
     ref::route_experts<Scoring, Sel>(logits.view<const float, 2>(), b.view<const float, 1>(), cfg_,
                                      ids.view<int32_t, 2>(), weights.view<float, 2>());

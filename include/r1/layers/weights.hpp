@@ -58,7 +58,7 @@ Tensor load_tensor(const S& src, const std::string& name, std::initializer_list<
                    const Shape& shape) {
   R1_CHECK(src.has(name), "checkpoint", "missing tensor ", name, " (expected ",
            detail::dtype_set(dtypes), " ", shape.str(), ")");
-  Tensor t = src.get(name);
+  Tensor t = src.get(name);  // as stored
   bool dtype_ok = false;
   for (DType d : dtypes) dtype_ok = dtype_ok || d == t.dtype();
   R1_CHECK(dtype_ok, "checkpoint", "tensor ", name, " has dtype ", dtype_name(t.dtype()),
@@ -71,8 +71,8 @@ Tensor load_tensor(const S& src, const std::string& name, std::initializer_list<
 /// A host f32 copy of a floating-point tensor (f32, bf16, f16), made once at load time so the
 /// host kernels read fp32 directly.
 inline Tensor host_f32_copy(const Tensor& t) {
-  Tensor src = t.space() == Space::host ? t.contiguous() : t.to(Space::host);
-  Tensor out = Tensor::empty(DType::f32, t.shape());
+  Tensor src = t.space() == Space::host ? t.contiguous() : t.to(Space::host);  // same shape as t
+  Tensor out = Tensor::empty(DType::f32, t.shape());                              // same shape as t
   float* o = out.data_as<float>();
   const int64_t n = t.numel();
   switch (src.dtype()) {

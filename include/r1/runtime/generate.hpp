@@ -62,8 +62,8 @@ inline View<const host_act_t, 1> row_view(const Tensor& t, int64_t r) {
 }
 /// An F32 copy of host logits (what r1 reports and dumps).
 inline Tensor to_f32_tensor(const Tensor& t) {
-  Tensor out = Tensor::empty(DType::f32, t.shape());
-  const Tensor c = t.contiguous();
+  Tensor out = Tensor::empty(DType::f32, t.shape());  // [rows, vocab]
+  const Tensor c = t.contiguous();                    // [rows, vocab]
   for (int64_t i = 0; i < t.numel(); ++i) out.data_as<float>()[i] = float(c.data_as<host_act_t>()[i]);
   return out;
 }
@@ -118,7 +118,7 @@ GenerateResult generate(const Model& model, const std::vector<int32_t>& prompt, 
   auto t0 = std::chrono::steady_clock::now();
   const auto prompt_view = make_view<1>(prompt.data(), {n_prompt});
   Tensor hidden;  // [tokens, hidden] final-normed states of the last forward (MTP input)
-  Tensor logits = model.forward(ex, prompt_view, 0, cache.prepare(n_prompt), opt.mtp ? &hidden : nullptr);
+  Tensor logits = model.forward(ex, prompt_view, 0, cache.prepare(n_prompt), opt.mtp ? &hidden : nullptr);  // [prompt, vocab]
   cache.commit(n_prompt);
   res.stats.prefill_seconds = detail::seconds_since(t0);
   if (opt.record_logits) res.prefill_logits = detail::to_f32_tensor(logits);
@@ -146,7 +146,7 @@ GenerateResult generate(const Model& model, const std::vector<int32_t>& prompt, 
     bool go = sink.commit(x, detail::row_view(logits, n_prompt - 1));
     auto run_mtp = [&](const Tensor& h, const std::vector<int32_t>& next) {
       const int64_t t = h.size(0), pos = mtp_cache.length();
-      Tensor d = model.mtp_forward(ex, h, make_view<1>(next.data(), {t}), pos, mtp_cache.prepare(t)[0]);
+      Tensor d = model.mtp_forward(ex, h, make_view<1>(next.data(), {t}), pos, mtp_cache.prepare(t)[0]);  // [t, vocab]
       mtp_cache.commit(t);
       return ref::argmax(detail::row_view(d, t - 1));  // the draft is greedy
     };
@@ -159,7 +159,7 @@ GenerateResult generate(const Model& model, const std::vector<int32_t>& prompt, 
     while (go) {
       const int64_t n = cache.length();  // position of x
       const int32_t pair[2] = {x, draft};
-      Tensor h2;
+      Tensor h2;  // [2, hidden] final-normed states of x and the draft
       Tensor l2 = model.forward(ex, make_view<1>(pair, {2}), n, cache.prepare(2), &h2);  // [2, vocab]
       cache.commit(2);
       ++res.stats.forwards;
