@@ -127,7 +127,7 @@ class Timer {
 
   /// Median seconds of fn() (which enqueues its work on stream()): two warm-up runs, then as many
   /// timed runs as fit in `budget_s` (at least min_reps, at most max_reps).
-  double median(const std::function<void()>& fn, double budget_s = 0.15, int min_reps = 5, int max_reps = 40) {
+  double median(const std::function<void()>& fn, double budget_s = 0.1, int min_reps = 5, int max_reps = 30) {
     // Inputs may have been filled or allocated on other streams (the legacy default stream).
     R1_CUDA_CHECK(cudaDeviceSynchronize());
     fn();

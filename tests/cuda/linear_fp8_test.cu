@@ -133,6 +133,55 @@ TEST_CASE("linear_fp8: cuBLASLt block scaling (Hopper)") {
   }
 }
 
+TEST_CASE("linear_fp8: cuBLASLt's scale layouts (diagnostic: which reading of the scale buffers matches)") {
+  int major = 0;
+  R1_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0));
+  if (major != 9) return;
+  Stream stream;
+  // M = N = K = 512: the weight-scale grid is square (4 x 4), so it can be read row-major or
+  // transposed; the activation-scale buffer (512 x 4) can be read MN-major or row-major. Distinct
+  // random scales make the four readings give four different products; the one cuBLASLt computed is
+  // reported, and r1's (MN-major activations, row-major weights) is required.
+  const int64_t m = 512, n = 512, k = 512, g = k / 128, nb = n / 128;
+  const uint64_t seed = case_seed(77);
+  Tensor xq = random_e4m3({m, k}, seed), wq = random_e4m3({n, k}, seed + 1);
+  Tensor xs_buf = random_scales({g * m}, seed + 2, -8.0f, -2.0f);   // what cuBLASLt is given
+  Tensor ws_buf = random_scales({nb * g}, seed + 3, -8.0f, -2.0f);
+  const float* xb = xs_buf.data_as<float>();
+  const float* wb = ws_buf.data_as<float>();
+  // the readings: activation scale (r, b) at b * M + r (MN-major) or r * G + b (row-major);
+  // weight scale (nb, b) at nb * G + b (row-major) or b * NB + nb (transposed)
+  auto ref_for = [&](bool xs_mn, bool ws_rm) {
+    Tensor xs = Tensor::empty(DType::f32, {m, g}), ws = Tensor::empty(DType::f32, {nb, g});
+    for (int64_t r = 0; r < m; ++r)
+      for (int64_t b = 0; b < g; ++b) xs.data_as<float>()[r * g + b] = xb[xs_mn ? b * m + r : r * g + b];
+    for (int64_t i = 0; i < nb; ++i)
+      for (int64_t b = 0; b < g; ++b) ws.data_as<float>()[i * g + b] = wb[ws_rm ? i * g + b : b * nb + i];
+    std::vector<double> ref(size_t(m * n));
+    ref::linear_fp8_native<128, 128>(xq.view<const fp8_e4m3, 2>(), xs.view<const float, 2>(),
+                                     wq.view<const fp8_e4m3, 2>(), ws.view<const float, 2>(),
+                                     make_view<2>(ref.data(), {m, n}));
+    return ref;
+  };
+  Tensor xqd = xq.to(Space::cuda, stream), wqd = wq.to(Space::cuda, stream);
+  Tensor xsd = xs_buf.to(Space::cuda, stream), wsd = ws_buf.to(Space::cuda, stream);
+  Tensor y = Tensor::empty(DType::bf16, {m, n}, Space::cuda, stream);
+  poison(y, stream);
+  cuda::cublaslt::linear_fp8_block(xqd.view<const fp8_e4m3, 2>(), cuda::mn_major_scales(xsd.data_as<float>(), m, g),
+                                   wqd.view<const fp8_e4m3, 2>(), make_view<2>(wsd.data_as<const float>(), {nb, g}, Space::cuda),
+                                   y.view<bf16, 2>(), stream);
+  Tensor yh = y.to(Space::host, stream);
+  const char* names[4] = {"xs MN-major, ws row-major (r1's assumption)", "xs MN-major, ws transposed",
+                          "xs row-major, ws row-major", "xs row-major, ws transposed"};
+  double err[4];
+  for (int i = 0; i < 4; ++i) {
+    const std::vector<double> ref = ref_for(i < 2, i % 2 == 0);
+    err[i] = compare<bf16>(yh.view<const bf16, 2>(), make_view<2>(ref.data(), {m, n}).as_const()).rel_norm;
+    MESSAGE("cuBLASLt FP8 output vs reference reading '", names[i], "': rel_norm ", err[i]);
+  }
+  CHECK(err[0] <= kTol);
+}
+
 TEST_CASE("linear_fp8: R1 shapes on a few tokens") {
   Stream stream;
   // q_a + kv_a, kv_a alone (ragged 576), q_b, kv_b, o_proj, expert gate+up, expert down, dense gate
