@@ -42,7 +42,13 @@ std::string grouped(uint64_t v) {
   return out;
 }
 
-std::string billions(int64_t v) { return fmt::format("{} ({:.2f}B)", grouped(uint64_t(v)), double(v) / 1e9); }
+// 671026419200 -> "671,026,419,200 (671.03B)"
+std::string billions(int64_t v) {
+  const double d = double(v);
+  if (d >= 1e9) return fmt::format("{} ({:.2f}B)", grouped(uint64_t(v)), d / 1e9);
+  if (d >= 1e6) return fmt::format("{} ({:.2f}M)", grouped(uint64_t(v)), d / 1e6);
+  return grouped(uint64_t(v));
+}
 
 // Names come from the file: print them escaped (no terminal control sequences).
 std::string printable(const std::string& s) {

@@ -72,7 +72,7 @@ TEST_CASE("the fixture checkpoints open, agree with their indexes, and every ten
     for (const std::string& n : names) {
       const io::TensorEntry* e = ck.find(n);
       REQUIRE(e != nullptr);
-      const Tensor t = ck.get(n, e->dtype, e->shape);
+      const Tensor t = ck.get(n, e->dtype, e->shape);  // e->shape
       CHECK(t.nbytes() == e->nbytes());
     }
     CHECK(ck.has("model.embed_tokens.weight"));

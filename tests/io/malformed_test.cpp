@@ -103,7 +103,7 @@ uint64_t case_bytes(const fs::path& p) {
 // Reads one element of every tensor, so bad offsets would show up as ASan reports.
 void touch_all(const io::Checkpoint& ck) {
   for (const std::string& n : ck.names()) {
-    const Tensor t = ck.get(n);
+    const Tensor t = ck.get(n);  // as stored
     if (t.nbytes() > 0) {
       volatile uint8_t sink = static_cast<const uint8_t*>(t.data())[t.nbytes() - 1];
       (void)sink;

@@ -53,7 +53,7 @@ std::string error_of(const std::function<void()>& f) {
 
 // Tensor with bytes 0, 1, 2, ... (mod 251) so every byte is position-dependent.
 Tensor patterned(DType d, const Shape& s, int seed) {
-  Tensor t = Tensor::empty(d, s);
+  Tensor t = Tensor::empty(d, s);  // s
   auto* p = static_cast<uint8_t*>(t.data());
   for (std::size_t i = 0; i < t.nbytes(); ++i) p[i] = uint8_t((i * 7 + std::size_t(seed)) % 251);
   return t;
@@ -92,7 +92,7 @@ TEST_CASE("write then read: every dtype, rank 0, empty and rank-8 tensors, metad
     REQUIRE(e != nullptr);
     CHECK(e->dtype == t.dtype());
     CHECK(e->shape == t.shape());
-    const Tensor back = f.tensor(name);
+    const Tensor back = f.tensor(name);  // t.shape()
     CHECK(same_bytes(back, t));
     // Aligned data is borrowed from the mapping, not copied.
     if (t.nbytes() > 0) CHECK(back.data() == static_cast<const void*>(f.data(*e)));
@@ -112,12 +112,12 @@ TEST_CASE("write then read: every dtype, rank 0, empty and rank-8 tensors, metad
 
 TEST_CASE("the writer stores strided views contiguously and writes atomically") {
   TempDir tmp;
-  const Tensor base = patterned(DType::f32, Shape{4, 6}, 9);
+  const Tensor base = patterned(DType::f32, Shape{4, 6}, 9);  // [4, 6]
   const Tensor col = base.slice(1, 2, 5);  // [4, 3], row stride 6: not contiguous
   REQUIRE_FALSE(col.is_contiguous());
   const fs::path p = tmp.path / "strided.safetensors";
   io::write_safetensors(p, {{"col", col}});
-  const Tensor back = SafetensorsFile::open(p).tensor("col");
+  const Tensor back = SafetensorsFile::open(p).tensor("col");  // [4, 3], contiguous
   CHECK(same_bytes(back, col.contiguous().to(Space::host)));
   // Only the final file remains (no temporary).
   int files = 0;
@@ -128,7 +128,7 @@ TEST_CASE("the writer stores strided views contiguously and writes atomically") 
 TEST_CASE("the writer rejects what the reader would reject, and leaves no file behind") {
   TempDir tmp;
   const fs::path p = tmp.path / "bad.safetensors";
-  const Tensor t = patterned(DType::f32, Shape{2}, 1);
+  const Tensor t = patterned(DType::f32, Shape{2}, 1);  // [2]
   CHECK(error_of([&] { io::write_safetensors(p, {{"a", t}, {"a", t}}); }).find("given twice") != std::string::npos);
   CHECK(error_of([&] { io::write_safetensors(p, {{"__metadata__", t}}); }).find("reserved") != std::string::npos);
   CHECK(error_of([&] { io::write_safetensors(p, {{"a\nb", t}}); }).find("control character") != std::string::npos);
@@ -205,7 +205,7 @@ TEST_CASE("valid edge cases the reference accepts") {
     const auto f = open_bytes(h, data);
     const io::TensorEntry* e = f.find("x");
     REQUIRE(reinterpret_cast<std::uintptr_t>(f.data(*e)) % 4 != 0);
-    const Tensor x = f.tensor("x");
+    const Tensor x = f.tensor("x");  // [3]
     CHECK(reinterpret_cast<std::uintptr_t>(x.data()) % 4 == 0);
     CHECK(x.data() != static_cast<const void*>(f.data(*e)));
     CHECK(x.data_as<float>()[0] == 1.5f);
@@ -239,9 +239,9 @@ TEST_CASE("errors name the file, the tensor and the field") {
 TEST_CASE("a borrowed tensor keeps the mapping alive after every SafetensorsFile is gone") {
   TempDir tmp;
   const fs::path p = tmp.path / "keep.safetensors";
-  const Tensor t = patterned(DType::bf16, Shape{64}, 3);
+  const Tensor t = patterned(DType::bf16, Shape{64}, 3);  // [64]
   io::write_safetensors(p, {{"w", t}});
-  Tensor borrowed;
+  Tensor borrowed;  // [64], from the mapping
   {
     const SafetensorsFile f = SafetensorsFile::open(p);
     const SafetensorsFile copy = f;  // copies share one mapping
@@ -262,7 +262,7 @@ TEST_CASE("every fixture file opens and every tensor is readable") {
       const SafetensorsFile f = SafetensorsFile::open(it.path());
       uint64_t bytes = 0;
       for (const auto& e : f.entries()) {
-        const Tensor t = f.tensor(e);
+        const Tensor t = f.tensor(e);  // e.shape
         CHECK(t.nbytes() == e.nbytes());
         bytes += e.nbytes();
       }

@@ -2,6 +2,7 @@
 // Properties and failure behaviour of the tokenizer: round trips, streaming decode, control-token
 // forgery, invalid input (UTF-8, ids, tokenizer.json), R1's think tokens, chat template errors.
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -382,4 +383,27 @@ TEST_CASE("tokenizer.json errors name the file, the field and the problem") {
   io::LoadOptions r1opt;
   r1opt.r1_think_tokens = true;
   CHECK_THROWS_WITH_AS(io::Tokenizer::from_json(base.dump(), "t.json", {}, r1opt), doctest::Contains("id 128798"), r1::Error);
+}
+
+TEST_CASE("no BPE merge of the DeepSeek vocabulary builds a control token") {
+  // So user content, which never matches added tokens, cannot reach a control id through BPE.
+  const io::Tokenizer& tok = test::deepseek_v3();
+  const auto j = nlohmann::json::parse(test::read_text("deepseek-v3/tokenizer.json"));
+  std::set<std::string> controls;
+  for (const io::AddedToken& t : tok.added_tokens()) controls.insert(t.content);
+  size_t merges = 0;
+  for (const auto& m : j["model"]["merges"]) {
+    const std::string joined = m.is_string() ? [&] {
+      std::string s = m.get<std::string>();
+      s.erase(s.find(' '), 1);
+      return s;
+    }()
+                                             : m[0].get<std::string>() + m[1].get<std::string>();
+    if (controls.count(joined)) FAIL("merge ", m.dump(), " builds a control token");
+    ++merges;
+  }
+  CHECK(merges == 127741);
+  // Nor is any added token above id 2 in the BPE vocabulary at all.
+  for (const io::AddedToken& t : tok.added_tokens())
+    if (t.id > 2) CHECK_FALSE(tok.bpe().vocab().find(t.content).has_value());
 }

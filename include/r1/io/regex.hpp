@@ -684,7 +684,7 @@ class Matcher {
   void find_all(std::string_view text, Emit&& emit) {
     text_ = text;
     steps_ = 0;
-    budget_ = 20'000'000 + 2'000 * uint64_t(text.size());
+    budget_ = 1'000'000 + 1'000 * uint64_t(text.size());
     size_t last_end = 0;
     bool have_last = false;
     size_t last_match_end = 0;
@@ -706,7 +706,7 @@ class Matcher {
   bool match_at(std::string_view text, size_t pos, size_t& end) {
     text_ = text;
     steps_ = 0;
-    budget_ = 20'000'000 + 2'000 * uint64_t(text.size());
+    budget_ = 1'000'000 + 1'000 * uint64_t(text.size());
     return exec(0, pos, end);
   }
 
