@@ -47,8 +47,10 @@ struct RopeConfig {
   RopeType type = RopeType::plain;
   double theta = 10000.0;
   // YaRN only. Optional fields keep "absent" distinct from any value because Hugging Face's
-  // formulas treat absence specially (e.g. no mscale_all_dim: no softmax-scale correction;
-  // original_max_position_embeddings present: factor = max_position_embeddings / it).
+  // formulas treat absence specially (e.g. no mscale_all_dim: no softmax-scale correction; no
+  // original_max_position_embeddings: the correction range uses max_position_embeddings). The
+  // frequencies use `factor` as written, as the oracle does (models/deepseek_v3.hpp,
+  // yarn_frequency_params; tests/data/tiny-v3-noqlora pins it down).
   double factor = 1.0;
   std::optional<int64_t> original_max_position_embeddings;
   double beta_fast = 32.0;  // HF: `get("beta_fast") or 32`, so 0 and null mean 32 as well
