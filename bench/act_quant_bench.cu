@@ -23,7 +23,7 @@ void add(int64_t m, int64_t k) {
         [&] { cuda::act_quant<128, bf16>(x.view<const bf16, 2>(), xq.view<fp8_e4m3, 2>(), xsv, tm.stream()); });
     bench::Work work;
     work.bytes = 2.0 * double(m * k) + double(m * k) + 4.0 * double(m * (k / 128));
-    bench::report(st, s, work, {"act_quant", shape, "own", ""});
+    bench::report(st, s, work, {"act_quant", shape, "own", "torch act_quant " + shape});
   });
 }
 

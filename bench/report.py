@@ -88,12 +88,16 @@ def fmt(v, digits=1, width=7):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("benchmarks", nargs="+", help="Google Benchmark JSON files of r1's benchmarks")
-    ap.add_argument("--peers", help="baselines.json written by tools/peer_baselines.py")
+    ap.add_argument("--peers", action="append", default=[],
+                    help="peer rows: baselines.json of tools/peer_baselines.py, peers_extra.json of "
+                         "bench/peers_extra.py (repeat the flag for several files)")
     ap.add_argument("--markdown", help="also write every row as a markdown table to this file")
     args = ap.parse_args()
 
     rows, errors, contexts = load_benchmarks(args.benchmarks)
-    peers = load_peers(args.peers)
+    peers = {}
+    for path in args.peers:
+        peers.update(load_peers(path))
     if contexts:
         c = contexts[0]
         print("device %s | copy %.0f GB/s | bf16 GEMM %.1f TFLOP/s | fp8 taken as %.1f TFLOP/s (measured in-run)" % (

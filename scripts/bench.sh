@@ -80,6 +80,20 @@ else
   echo "== peers skipped (no peer_baselines.py; set PEER_BASELINES)"
 fi
 
+# PyTorch peers of the kernels peer_baselines.py leaves out (rope, router, sampling, MLA prefill...).
+if [[ "${PEER_BASELINES:-}" != none ]]; then
+  echo "== peers: bench/peers_extra.py (log: $OUT/peers_extra.log)"
+  start=$SECONDS
+  if timeout 300 python3 bench/peers_extra.py >"$OUT/peers_extra.log" 2>&1; then
+    echo "   done in $((SECONDS - start)) s"
+  else
+    echo "   FAILED (exit $?); last lines:"
+    tail -5 "$OUT/peers_extra.log" | sed 's/^/   /'
+  fi
+  grep -h "SECTION FAILED" "$OUT/peers_extra.log" | sed 's/^/   /' || true
+  if [[ -s "$OUT/peers_extra.json" ]]; then peer_json+=(--peers "$OUT/peers_extra.json"); fi
+fi
+
 echo "== ratio table (all rows: $OUT/bench_table.md)"
 if ((${#jsons[@]} == 0)); then
   echo "no benchmark JSON was written"
