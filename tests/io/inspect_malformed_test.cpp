@@ -32,9 +32,9 @@ struct Result {
   std::string output;  // stdout and stderr together
 };
 
-// Runs r1-inspect with `args`, capturing its output; kills it after `timeout_s`.
-Result run_inspect(const std::vector<std::string>& args, double timeout_s = 10.0) {
-  std::vector<std::string> argv_s = {R1_INSPECT_PATH};
+// Runs the program `exe` with `args`, capturing its output; kills it after `timeout_s`.
+Result run_program(const char* exe, const std::vector<std::string>& args, double timeout_s = 10.0) {
+  std::vector<std::string> argv_s = {exe};
   argv_s.insert(argv_s.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (auto& a : argv_s) argv.push_back(a.data());
@@ -76,6 +76,8 @@ Result run_inspect(const std::vector<std::string>& args, double timeout_s = 10.0
   return r;
 }
 
+Result run_inspect(const std::vector<std::string>& args) { return run_program(R1_INSPECT_PATH, args); }
+
 struct TempDir {
   fs::path path;
   TempDir() {
@@ -104,6 +106,29 @@ TEST_CASE("r1-inspect exits 1 with the error for every malformed case, in under 
     slowest = std::max(slowest, r.seconds);
   }
   MESSAGE(cases.size(), " cases; slowest run ", slowest, " s");
+}
+
+TEST_CASE("r1-generate exits 1 with the error for every malformed checkpoint directory, in under a second") {
+  TempDir tmp;
+  const auto cases = r1::testing::malformed_cases(tmp.path);
+  double slowest = 0;
+  int dirs = 0;
+  for (const auto& c : cases) {
+    if (c.kind != r1::testing::Case::Kind::checkpoint && c.kind != r1::testing::Case::Kind::config) continue;
+    ++dirs;
+    INFO("case ", c.name, " (", c.path.string(), ")");
+    const Result r = run_program(R1_GENERATE_PATH, {"--model", c.path.string(), "--prompt-ids", "0,1",
+                                                    "--max-new-tokens", "2", "--quiet"});
+    INFO("output: ", r.output.substr(0, 2000));
+    CHECK_MESSAGE(r.exited, "killed by signal ", r.signal);
+    CHECK(r.code == 1);
+    CHECK(r.output.find("r1-generate: ") != std::string::npos);
+    CHECK_MESSAGE(r.output.find(c.expected) != std::string::npos, "expected \"", c.expected, "\"");
+    CHECK(r.seconds < 1.0);
+    slowest = std::max(slowest, r.seconds);
+  }
+  CHECK(dirs >= 60);
+  MESSAGE(dirs, " checkpoint directories; slowest run ", slowest, " s");
 }
 
 TEST_CASE("r1-inspect accepts the valid fixtures and describes them") {
