@@ -1,0 +1,465 @@
+// SPDX-License-Identifier: MIT
+// r1::cuda MLA attention against the ref twins (ref/mla.hpp) computed in fp64 on the same bf16
+// inputs, outputs poisoned with NaN before every run:
+//  - mla_attention_expanded (prefill): odd token counts, q_start offsets (chunked prefill), the
+//    small-dims and R1 tensor-core kernels, unaligned dims (element loader), dims beyond both
+//    (fallback kernel), strided q / kv slices as the layer passes them;
+//  - mla_attention_absorbed (decode, batched over sequences with device lengths, T = 1 and 2, page
+//    sizes 3 / 16 / 64, lengths 1 .. 8192 incl. the split-K path, R1 dims and fixture dims); the
+//    single-sequence overload; replays with new device lengths inside a CUDA graph; zeros for
+//    sequences shorter than their queries, NaN for a bad page index;
+//  - mla_absorb_q / mla_v_up against the ref, and the expanded and absorbed forms agreeing on
+//    the same latents (as the host layer test does);
+//  - bad arguments as r1::Errors.
+// Tolerances: outputs are bf16 (relative rounding 2^-9) and the kernels round P to bf16 before
+// P.V (another 2^-9 per term, averaging over the keys), with fp32 sums; so the relative norm of
+// the error must stay within 1e-2 (about 2.5 bf16 ulps of 2^-8) and the largest element error
+// within 3e-2 of the largest |ref| value. A wrong mask, a missed key tile or a wrong split merge
+// moves rows by O(1/keys) to O(1), far above that.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <vector>
+
+#include <cuda_runtime.h>
+
+#include "gemm_test_util.hpp"
+#include "r1/kernels/cuda/mla.hpp"
+#include "r1/kernels/ref/kv_cache.hpp"
+#include "r1/kernels/ref/mla.hpp"
+
+using namespace r1;
+using namespace r1::gpu_test;
+
+namespace {
+
+constexpr double kRelNorm = 1e-2, kMaxRel = 3e-2;
+
+/// Compares a device bf16 tensor [..., D] with a host fp64 reference of the same element count.
+Compare compare_dev(const Tensor& dev, const std::vector<double>& ref, int64_t d, Stream& stream) {
+  Tensor h = dev.to(Space::host, stream);
+  const int64_t rows = h.numel() / d;
+  auto hv = make_view<2>(static_cast<const bf16*>(h.data()), {rows, d});
+  auto rv = make_view<2>(ref.data(), {rows, d});
+  return compare<bf16>(hv, rv);
+}
+
+#define R1_CHECK_CLOSE(r)              \
+  do {                                 \
+    const Compare c_ = (r);            \
+    INFO(c_.str());                    \
+    CHECK(c_.nonfinite == 0);          \
+    CHECK(c_.rel_norm <= kRelNorm);    \
+    CHECK(c_.max_rel <= kMaxRel);      \
+  } while (0)
+
+// ---------------------------------------------------------------------------------------------
+// expanded
+
+void check_expanded(int64_t tokens, int64_t heads, int64_t dn, int64_t dr, int64_t dv, int64_t q_start,
+                    Stream& stream) {
+  INFO("expanded: tokens ", tokens, " heads ", heads, " dn ", dn, " dr ", dr, " dv ", dv, " q_start ", q_start);
+  const int64_t keys = q_start + tokens + 0;
+  const uint64_t seed = case_seed(uint64_t(tokens), uint64_t(heads), uint64_t(dn * 1000 + dr * 10 + dv), uint64_t(q_start));
+  // q as the layer has it: one [T, H, dn + dr] tensor; k_nope / v slices of one [S, H, dn + dv]
+  Tensor q = random_uniform<bf16>({tokens, heads, dn + dr}, seed, 1.0f);     // [T, H, dn + dr]
+  Tensor kv = random_uniform<bf16>({keys, heads, dn + dv}, seed + 1, 1.0f);  // [S, H, dn + dv]
+  Tensor kpe = random_uniform<bf16>({keys, dr}, seed + 2, 1.0f);            // [S, dr]
+  const double scale = 1.0 / std::sqrt(double(dn + dr));
+  std::vector<double> ref(static_cast<size_t>(tokens * heads * dv));  // [T, H, dv]
+  {
+    auto qv = q.view<const bf16, 3>(), kvv = kv.view<const bf16, 3>();
+    ref::mla_attention_expanded(qv.slice(2, 0, dn), qv.slice(2, dn, dn + dr), kvv.slice(2, 0, dn),
+                                kpe.view<const bf16, 2>(), kvv.slice(2, dn, dn + dv), scale, q_start,
+                                make_view<3>(ref.data(), {tokens, heads, dv}));
+  }
+  Tensor qd = q.to(Space::cuda, stream), kvd = kv.to(Space::cuda, stream), kped = kpe.to(Space::cuda, stream);
+  Tensor out = Tensor::empty(DType::bf16, {tokens, heads, dv}, Space::cuda, stream);
+  poison(out, stream);
+  auto qv = qd.view<const bf16, 3>(), kvv = kvd.view<const bf16, 3>();
+  cuda::mla_attention_expanded<bf16>(qv.slice(2, 0, dn), qv.slice(2, dn, dn + dr), kvv.slice(2, 0, dn),
+                                     kped.view<const bf16, 2>(), kvv.slice(2, dn, dn + dv), scale, q_start,
+                                     out.view<bf16, 3>(), stream);
+  R1_CHECK_CLOSE(compare_dev(out, ref, dv, stream));
+}
+
+// ---------------------------------------------------------------------------------------------
+// absorbed
+
+struct Cache {
+  Tensor pages;                 // host [P, page, L + dr]
+  Tensor tables;                // host [B, max_blocks] int32
+  std::vector<int32_t> lens;    // [B]
+  int64_t max_blocks = 0;
+};
+
+/// A fragmented pool: the sequences' pages are a shuffled permutation of all pages.
+Cache make_cache(const std::vector<int32_t>& lens, int64_t page, int64_t width, int64_t extra_blocks, uint64_t seed) {
+  Cache c;
+  c.lens = lens;
+  int64_t max_len = 1;
+  for (int32_t l : lens) max_len = std::max<int64_t>(max_len, l);
+  c.max_blocks = (max_len + page - 1) / page + extra_blocks;
+  const int64_t b = int64_t(lens.size()), num_pages = b * c.max_blocks + 1;
+  std::vector<int32_t> perm(static_cast<size_t>(num_pages));
+  std::iota(perm.begin(), perm.end(), 0);
+  for (size_t i = perm.size(); i > 1; --i) std::swap(perm[i - 1], perm[size_t(mix(seed + i) % i)]);
+  std::vector<int32_t> tab(static_cast<size_t>(b * c.max_blocks));
+  for (size_t i = 0; i < tab.size(); ++i) tab[i] = perm[i];
+  c.tables = Tensor::from_vector(tab, {b, c.max_blocks});
+  c.pages = random_uniform<bf16>({num_pages, page, width}, seed + 3, 1.0f);
+  return c;
+}
+
+/// Ref of the batched decode: each sequence through ref::mla_attention_absorbed (q_start = len - T).
+std::vector<double> ref_absorbed(const Tensor& q_lat, const Tensor& q_pe, const Cache& c, double scale) {
+  const int64_t b = q_lat.size(0), t = q_lat.size(1), h = q_lat.size(2), l = q_lat.size(3);
+  std::vector<double> out(size_t(b * t * h * l), 0.0);  // [B, T, H, L]
+  for (int64_t i = 0; i < b; ++i) {
+    const int64_t len = c.lens[size_t(i)];
+    if (len < t) continue;  // rows that see no key: the kernel writes zeros
+    ref::mla_attention_absorbed(q_lat.view<const bf16, 4>().select(0, i), q_pe.view<const bf16, 4>().select(0, i),
+                                c.pages.view<const bf16, 3>(), c.tables.view<const int32_t, 2>().select(0, i), len,
+                                scale, len - t, make_view<3>(out.data() + i * t * h * l, {t, h, l}));
+  }
+  return out;
+}
+
+void check_absorbed(const std::vector<int32_t>& lens, int64_t tokens, int64_t heads, int64_t lat, int64_t dr,
+                    int64_t page, Stream& stream) {
+  INFO("absorbed: batch ", lens.size(), " first len ", lens[0], " tokens ", tokens, " heads ", heads, " L ", lat,
+       " dr ", dr, " page ", page);
+  const int64_t b = int64_t(lens.size());
+  const uint64_t seed = case_seed(uint64_t(b * 100000 + lens[0]), uint64_t(tokens * 1000 + heads),
+                                  uint64_t(lat * 100 + dr), uint64_t(page));
+  const Cache c = make_cache(lens, page, lat + dr, 1, seed);
+  Tensor q_lat = random_uniform<bf16>({b, tokens, heads, lat}, seed + 1, 1.0f);  // [B, T, H, L]
+  Tensor q_pe = random_uniform<bf16>({b, tokens, heads, dr}, seed + 2, 1.0f);    // [B, T, H, dr]
+  const double scale = 1.0 / std::sqrt(double(lat + dr));
+  const std::vector<double> ref = ref_absorbed(q_lat, q_pe, c, scale);
+
+  Tensor ql = q_lat.to(Space::cuda, stream), qp = q_pe.to(Space::cuda, stream);
+  Tensor pages = c.pages.to(Space::cuda, stream), tables = c.tables.to(Space::cuda, stream);
+  Tensor lens_d = Tensor::from_vector(c.lens, {b}).to(Space::cuda, stream);
+  Tensor out = Tensor::empty(DType::bf16, {b, tokens, heads, lat}, Space::cuda, stream);
+  poison(out, stream);
+  cuda::mla_attention_absorbed<bf16>(ql.view<const bf16, 4>(), qp.view<const bf16, 4>(), pages.view<const bf16, 3>(),
+                                     tables.view<const int32_t, 2>(), lens_d.view<const int32_t, 1>(), scale,
+                                     out.view<bf16, 4>(), stream);
+  R1_CHECK_CLOSE(compare_dev(out, ref, lat, stream));
+}
+
+}  // namespace
+
+TEST_CASE("mla_attention_expanded matches the ref twin") {
+  Stream stream;
+  SUBCASE("fixture dims, tensor-core kernel for small heads") {
+    for (int64_t t : {1, 2, 7, 127, 128, 129}) {
+      check_expanded(t, 3, 16, 8, 16, 0, stream);
+      check_expanded(t, 2, 32, 16, 64, t % 2 ? 5 : 64, stream);
+    }
+    check_expanded(7, 4, 64, 32, 64, 1000, stream);
+  }
+  SUBCASE("unaligned dims: element loads") {
+    check_expanded(7, 3, 20, 12, 24, 3, stream);
+    check_expanded(65, 2, 21, 5, 9, 60, stream);
+  }
+  SUBCASE("R1 dims") {
+    check_expanded(1, 128, 128, 64, 128, 0, stream);
+    check_expanded(64, 128, 128, 64, 128, 0, stream);
+    check_expanded(129, 16, 128, 64, 128, 0, stream);
+    check_expanded(128, 8, 128, 64, 128, 1000, stream);  // chunked prefill: a cached prefix
+    check_expanded(2, 128, 128, 64, 128, 4000, stream);
+  }
+  SUBCASE("dims beyond the tensor-core kernels: fallback") {
+    check_expanded(9, 2, 192, 64, 160, 4, stream);
+  }
+}
+
+TEST_CASE("mla_attention_expanded: empty input is a no-op, bad arguments are r1::Errors") {
+  Stream stream;
+  Tensor q = Tensor::empty(DType::bf16, {4, 2, 24}, Space::cuda, stream);
+  Tensor kv = Tensor::empty(DType::bf16, {6, 2, 32}, Space::cuda, stream);
+  Tensor kpe = Tensor::empty(DType::bf16, {6, 8}, Space::cuda, stream);
+  Tensor out = Tensor::empty(DType::bf16, {4, 2, 16}, Space::cuda, stream);
+  auto qv = q.view<const bf16, 3>(), kvv = kv.view<const bf16, 3>();
+  const auto call = [&](int64_t q_start, View<bf16, 3> o, View<const bf16, 2> kp) {
+    cuda::mla_attention_expanded<bf16>(qv.slice(2, 0, 16), qv.slice(2, 16, 24), kvv.slice(2, 0, 16), kp,
+                                       kvv.slice(2, 16, 32), 0.1, q_start, o, stream);
+  };
+  CHECK_NOTHROW(call(2, out.view<bf16, 3>(), kpe.view<const bf16, 2>()));
+  CHECK_THROWS_WITH(call(3, out.view<bf16, 3>(), kpe.view<const bf16, 2>()), doctest::Contains("need at least 7 keys"));
+  CHECK_THROWS_WITH(call(-1, out.view<bf16, 3>(), kpe.view<const bf16, 2>()), doctest::Contains("starting at position"));
+  CHECK_THROWS_WITH(call(0, out.view<bf16, 3>().slice(2, 0, 8), kpe.view<const bf16, 2>()),
+                    doctest::Contains("out has 8 v dims"));
+  CHECK_THROWS_WITH(call(0, out.view<bf16, 3>(), kpe.view<const bf16, 2>().slice(1, 0, 4)),
+                    doctest::Contains("k_pe has 4 rope dims"));
+  Tensor out_h = Tensor::empty(DType::bf16, {4, 2, 16});
+  CHECK_THROWS_WITH(call(0, out_h.view<bf16, 3>(), kpe.view<const bf16, 2>()),
+                    doctest::Contains("out must be in cuda memory"));
+  Tensor q0 = Tensor::empty(DType::bf16, {0, 2, 24}, Space::cuda, stream);
+  Tensor o0 = Tensor::empty(DType::bf16, {0, 2, 16}, Space::cuda, stream);
+  auto q0v = q0.view<const bf16, 3>();
+  CHECK_NOTHROW(cuda::mla_attention_expanded<bf16>(q0v.slice(2, 0, 16), q0v.slice(2, 16, 24), kvv.slice(2, 0, 16),
+                                                   kpe.view<const bf16, 2>(), kvv.slice(2, 16, 32), 0.1, 0,
+                                                   o0.view<bf16, 3>(), stream));
+  stream.sync();
+}
+
+TEST_CASE("mla_attention_absorbed (batched, device lengths) matches the ref twin") {
+  Stream stream;
+  SUBCASE("fixture dims, pages 3 / 16 / 64") {
+    for (int64_t page : {3, 16, 64}) {
+      for (int64_t t : {1, 2}) {
+        check_absorbed({int32_t(t)}, t, 4, 32, 8, page, stream);
+        check_absorbed({63, 64, 65, int32_t(t), 200, 7, 1000, 2}, t, 4, 32, 8, page, stream);
+        check_absorbed({1000}, t, 8, 128, 32, page, stream);
+      }
+    }
+    check_absorbed({65, 3, 300}, 2, 16, 64, 16, 16, stream);
+  }
+  SUBCASE("unaligned dims: element loads") {
+    check_absorbed({37, 1, 130}, 1, 3, 20, 4, 3, stream);
+    check_absorbed({37, 5, 130}, 2, 5, 100, 12, 16, stream);
+  }
+  SUBCASE("R1 dims") {
+    check_absorbed({1}, 1, 128, 512, 64, 64, stream);
+    check_absorbed({4096}, 1, 128, 512, 64, 64, stream);
+    check_absorbed({8192}, 2, 128, 512, 64, 64, stream);
+    check_absorbed({1000, 1, 64, 65, 2047}, 1, 128, 512, 64, 64, stream);
+    check_absorbed({1000, 2, 129}, 2, 128, 512, 64, 64, stream);
+    check_absorbed({3000, 17}, 1, 16, 512, 64, 64, stream);
+  }
+  SUBCASE("dims beyond the tensor-core kernels: fallback") {
+    check_absorbed({70, 3}, 2, 2, 640, 64, 16, stream);
+  }
+}
+
+TEST_CASE("mla_attention_absorbed: sequences shorter than their queries get zeros, bad pages NaN") {
+  Stream stream;
+  const int64_t t = 2, h = 4, lat = 32, dr = 8, page = 16;
+  const Cache c = make_cache({0, 40, 1}, page, lat + dr, 0, case_seed(77));
+  Tensor ql = random_uniform<bf16>({3, t, h, lat}, case_seed(78), 1.0f).to(Space::cuda, stream);
+  Tensor qp = random_uniform<bf16>({3, t, h, dr}, case_seed(79), 1.0f).to(Space::cuda, stream);
+  Tensor pages = c.pages.to(Space::cuda, stream);
+  Tensor tab_h = c.tables;
+  tab_h.data_as<int32_t>()[1 * c.max_blocks + 1] = int32_t(c.pages.size(0)) + 5;  // sequence 1, keys 16..31
+  Tensor tables = tab_h.to(Space::cuda, stream);
+  Tensor lens = Tensor::from_vector(c.lens, {3}).to(Space::cuda, stream);
+  Tensor out = Tensor::empty(DType::bf16, {3, t, h, lat}, Space::cuda, stream);
+  poison(out, stream);
+  cuda::mla_attention_absorbed<bf16>(ql.view<const bf16, 4>(), qp.view<const bf16, 4>(), pages.view<const bf16, 3>(),
+                                     tables.view<const int32_t, 2>(), lens.view<const int32_t, 1>(), 0.2,
+                                     out.view<bf16, 4>(), stream);
+  Tensor o = out.to(Space::host, stream);
+  const bf16* p = o.data_as<bf16>();
+  int64_t zeros_ok = 0, nan_ok = 0, n = t * h * lat;
+  for (int64_t i = 0; i < n; ++i) zeros_ok += float(p[i]) == 0.0f;            // sequence 0: length 0
+  for (int64_t i = 0; i < n; ++i) nan_ok += std::isnan(float(p[n + i]));      // sequence 1: a bad page
+  // sequence 2: length 1 < 2 tokens: query 0 sits at position -1 and sees nothing, query 1 sees key 0
+  int64_t finite_ok = 0;
+  for (int64_t i = 0; i < n / t; ++i) zeros_ok += float(p[2 * n + i]) == 0.0f;
+  for (int64_t i = n / t; i < n; ++i) finite_ok += std::isfinite(float(p[2 * n + i])) && float(p[2 * n + i]) != 0.0f;
+  CHECK(zeros_ok == n + n / t);
+  CHECK(finite_ok == n / t);
+  CHECK(nan_ok == n);
+}
+
+TEST_CASE("mla_attention_absorbed replays in a CUDA graph with new device lengths") {
+  Stream stream;
+  const int64_t b = 3, t = 1, h = 16, lat = 512, dr = 64, page = 64;
+  const Cache c0 = make_cache({4000, 4096, 4096}, page, lat + dr, 0, case_seed(55));
+  Tensor q_lat = random_uniform<bf16>({b, t, h, lat}, case_seed(56), 1.0f);
+  Tensor q_pe = random_uniform<bf16>({b, t, h, dr}, case_seed(57), 1.0f);
+  Tensor ql = q_lat.to(Space::cuda, stream), qp = q_pe.to(Space::cuda, stream);
+  Tensor pages = c0.pages.to(Space::cuda, stream), tables = c0.tables.to(Space::cuda, stream);
+  Tensor lens = Tensor::from_vector(c0.lens, {b}).to(Space::cuda, stream);
+  Tensor out = Tensor::empty(DType::bf16, {b, t, h, lat}, Space::cuda, stream);
+  const double scale = 0.0416;
+  const auto call = [&] {
+    cuda::mla_attention_absorbed<bf16>(ql.view<const bf16, 4>(), qp.view<const bf16, 4>(), pages.view<const bf16, 3>(),
+                                       tables.view<const int32_t, 2>(), lens.view<const int32_t, 1>(), scale,
+                                       out.view<bf16, 4>(), stream);
+  };
+  call();  // first call outside the capture: kernel attributes are set once
+  stream.sync();
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  R1_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  call();
+  R1_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+  R1_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  for (const std::vector<int32_t>& l : {std::vector<int32_t>{1, 4096, 77}, std::vector<int32_t>{3000, 64, 65}}) {
+    Cache c = c0;
+    c.lens = l;
+    Tensor lh = Tensor::from_vector(l, {b});
+    lens.copy_from(lh, stream);
+    poison(out, stream);
+    R1_CUDA_CHECK(cudaGraphLaunch(exec, stream));
+    R1_CHECK_CLOSE(compare_dev(out, ref_absorbed(q_lat, q_pe, c, scale), lat, stream));
+  }
+  R1_CUDA_CHECK(cudaGraphExecDestroy(exec));
+  R1_CUDA_CHECK(cudaGraphDestroy(graph));
+}
+
+TEST_CASE("mla_attention_absorbed, single-sequence overload, matches the ref twin") {
+  Stream stream;
+  for (const auto& [keys, q_start, t, lat, dr, page] :
+       std::vector<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>>{
+           {1, 0, 1, 512, 64, 64}, {1000, 999, 1, 512, 64, 64}, {1000, 500, 7, 512, 64, 64},
+           {130, 100, 2, 32, 8, 3}, {64, 0, 64, 48, 16, 16}}) {
+    INFO("keys ", keys, " q_start ", q_start, " tokens ", t, " L ", lat, " page ", page);
+    const int64_t h = lat == 512 ? 128 : 4;
+    const Cache c = make_cache({int32_t(keys)}, page, lat + dr, 2, case_seed(uint64_t(keys), uint64_t(q_start)));
+    Tensor q_lat = random_uniform<bf16>({t, h, lat}, case_seed(3, uint64_t(keys)), 1.0f);
+    Tensor q_pe = random_uniform<bf16>({t, h, dr}, case_seed(4, uint64_t(keys)), 1.0f);
+    const double scale = 1.0 / std::sqrt(double(lat + dr));
+    std::vector<double> ref(static_cast<size_t>(t * h * lat));
+    auto table_h = c.tables.view<const int32_t, 2>().select(0, 0);
+    ref::mla_attention_absorbed(q_lat.view<const bf16, 3>(), q_pe.view<const bf16, 3>(), c.pages.view<const bf16, 3>(),
+                                table_h, keys, scale, q_start, make_view<3>(ref.data(), {t, h, lat}));
+    Tensor ql = q_lat.to(Space::cuda, stream), qp = q_pe.to(Space::cuda, stream);
+    Tensor pages = c.pages.to(Space::cuda, stream), table = c.tables.to(Space::cuda, stream);
+    Tensor out = Tensor::empty(DType::bf16, {t, h, lat}, Space::cuda, stream);
+    poison(out, stream);
+    cuda::mla_attention_absorbed<bf16>(ql.view<const bf16, 3>(), qp.view<const bf16, 3>(), pages.view<const bf16, 3>(),
+                                       table.view<const int32_t, 2>().select(0, 0), keys, scale, q_start,
+                                       out.view<bf16, 3>(), stream);
+    R1_CHECK_CLOSE(compare_dev(out, ref, lat, stream));
+  }
+}
+
+TEST_CASE("mla_attention_absorbed: bad arguments are r1::Errors") {
+  Stream stream;
+  Tensor ql = Tensor::empty(DType::bf16, {2, 1, 4, 32}, Space::cuda, stream);
+  Tensor qp = Tensor::empty(DType::bf16, {2, 1, 4, 8}, Space::cuda, stream);
+  Tensor pages = Tensor::empty(DType::bf16, {4, 16, 40}, Space::cuda, stream);
+  Tensor pages_bad = Tensor::empty(DType::bf16, {4, 16, 48}, Space::cuda, stream);
+  Tensor tables = Tensor::zeros(DType::i32, {2, 2}, Space::cuda, stream);
+  Tensor tables3 = Tensor::zeros(DType::i32, {3, 2}, Space::cuda, stream);
+  Tensor lens = Tensor::zeros(DType::i32, {2}, Space::cuda, stream);
+  Tensor out = Tensor::empty(DType::bf16, {2, 1, 4, 32}, Space::cuda, stream);
+  const auto call = [&](const Tensor& pg, const Tensor& tb) {
+    cuda::mla_attention_absorbed<bf16>(ql.view<const bf16, 4>(), qp.view<const bf16, 4>(), pg.view<const bf16, 3>(),
+                                       tb.view<const int32_t, 2>(), lens.view<const int32_t, 1>(), 0.1,
+                                       out.view<bf16, 4>(), stream);
+  };
+  CHECK_NOTHROW(call(pages, tables));
+  CHECK_THROWS_WITH(call(pages_bad, tables), doctest::Contains("row width"));
+  CHECK_THROWS_WITH(call(pages, tables3), doctest::Contains("block_tables has 3 sequences"));
+  // single-sequence form: too many keys for the table, q_start past keys - T
+  auto q3 = ql.view<const bf16, 4>().select(0, 0);
+  auto p3 = qp.view<const bf16, 4>().select(0, 0);
+  auto o3 = out.view<bf16, 4>().select(0, 0);
+  auto tb1 = tables.view<const int32_t, 2>().select(0, 0);
+  CHECK_THROWS_WITH(cuda::mla_attention_absorbed<bf16>(q3, p3, pages.view<const bf16, 3>(), tb1, 33, 0.1, 32, o3, stream),
+                    doctest::Contains("the block table has 2"));
+  CHECK_THROWS_WITH(cuda::mla_attention_absorbed<bf16>(q3, p3, pages.view<const bf16, 3>(), tb1, 20, 0.1, 20, o3, stream),
+                    doctest::Contains("need at least 21 keys"));
+  stream.sync();
+}
+
+TEST_CASE("mla_absorb_q and mla_v_up match the ref twins") {
+  Stream stream;
+  for (const auto& [t, h, dn, dv, lat] : std::vector<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t>>{
+           {1, 4, 16, 16, 32}, {7, 3, 24, 20, 40}, {5, 2, 13, 7, 9}, {1, 128, 128, 128, 512}, {129, 128, 128, 128, 512}}) {
+    INFO("tokens ", t, " heads ", h, " dn ", dn, " dv ", dv, " L ", lat);
+    const uint64_t seed = case_seed(uint64_t(t), uint64_t(h), uint64_t(dn), uint64_t(lat));
+    Tensor w = random_uniform<bf16>({h * (dn + dv), lat}, seed, 0.1f);       // [H * (dn + dv), L]
+    Tensor q = random_uniform<bf16>({t, h, dn + 64}, seed + 1, 1.0f);       // [T, H, dn + dr]: q_nope is a slice
+    Tensor ol = random_uniform<bf16>({t, h, lat}, seed + 2, 1.0f);          // [T, H, L]
+    std::vector<double> ref_q(static_cast<size_t>(t * h * lat)), ref_o(size_t(t * h * dv));
+    ref::mla_absorb_q(q.view<const bf16, 3>().slice(2, 0, dn), w.view<const bf16, 2>(), int(dv),
+                      make_view<3>(ref_q.data(), {t, h, lat}));
+    ref::mla_v_up(ol.view<const bf16, 3>(), w.view<const bf16, 2>(), int(dn), make_view<3>(ref_o.data(), {t, h, dv}));
+    Tensor wd = w.to(Space::cuda, stream), qd = q.to(Space::cuda, stream), old = ol.to(Space::cuda, stream);
+    Tensor q_lat = Tensor::empty(DType::bf16, {t, h, lat}, Space::cuda, stream);
+    Tensor out = Tensor::empty(DType::bf16, {t, h, dv}, Space::cuda, stream);
+    poison(q_lat, stream);
+    poison(out, stream);
+    cuda::mla_absorb_q<bf16>(qd.view<const bf16, 3>().slice(2, 0, dn), wd.view<const bf16, 2>(), int(dv),
+                             q_lat.view<bf16, 3>(), stream);
+    cuda::mla_v_up<bf16>(old.view<const bf16, 3>(), wd.view<const bf16, 2>(), int(dn), out.view<bf16, 3>(), stream);
+    // fp32 sums of at most 512 products, one bf16 rounding: well inside a bf16 ulp
+    const Compare rq = compare_dev(q_lat, ref_q, lat, stream), ro = compare_dev(out, ref_o, dv, stream);
+    INFO("absorb_q ", rq.str(), "; v_up ", ro.str());
+    CHECK(rq.nonfinite == 0);
+    CHECK(ro.nonfinite == 0);
+    CHECK(rq.rel_norm <= 4e-3);
+    CHECK(ro.rel_norm <= 4e-3);
+  }
+  Tensor w = Tensor::empty(DType::bf16, {4 * 32, 32}, Space::cuda, stream);
+  Tensor q = Tensor::empty(DType::bf16, {2, 4, 16}, Space::cuda, stream);
+  Tensor ql = Tensor::empty(DType::bf16, {2, 4, 32}, Space::cuda, stream);
+  CHECK_THROWS_WITH(cuda::mla_absorb_q<bf16>(q.view<const bf16, 3>(), w.view<const bf16, 2>(), 8, ql.view<bf16, 3>(), stream),
+                    doctest::Contains("kv_b weight has shape"));
+  CHECK_NOTHROW(cuda::mla_absorb_q<bf16>(q.view<const bf16, 3>(), w.view<const bf16, 2>(), 16, ql.view<bf16, 3>(), stream));
+  stream.sync();
+}
+
+TEST_CASE("expanded and absorbed forms agree on the same latents") {
+  Stream stream;
+  for (const auto& [t, h, dn, dr, dv, lat, prefix] :
+       std::vector<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>>{
+           {5, 4, 16, 8, 16, 32, 11}, {4, 16, 128, 64, 128, 512, 300}}) {
+    INFO("tokens ", t, " heads ", h, " L ", lat, " prefix ", prefix);
+    const int64_t keys = prefix + t, page = 16;
+    const uint64_t seed = case_seed(uint64_t(t), uint64_t(h), uint64_t(lat), 9);
+    Tensor w = random_uniform<bf16>({h * (dn + dv), lat}, seed, 0.1f);        // [H * (dn + dv), L]
+    Tensor rows = random_uniform<bf16>({keys, lat + dr}, seed + 1, 1.0f);     // [S, L + dr] latent rows
+    Tensor q = random_uniform<bf16>({t, h, dn + dr}, seed + 2, 1.0f);        // [T, H, dn + dr]
+    const double scale = 1.0 / std::sqrt(double(dn + dr));
+    // expanded keys and values on the host: kv[s, h] = W_kvb[h] c_kv[s], rounded to bf16
+    Tensor kv = Tensor::empty(DType::bf16, {keys, h, dn + dv});  // [S, H, dn + dv]
+    {
+      const bf16* wp = w.data_as<bf16>();
+      const bf16* rp = rows.data_as<bf16>();
+      bf16* kp = kv.data_as<bf16>();
+      for (int64_t s = 0; s < keys; ++s)
+        for (int64_t r = 0; r < h * (dn + dv); ++r) {
+          float acc = 0;
+          for (int64_t c = 0; c < lat; ++c) acc += float(wp[r * lat + c]) * float(rp[s * (lat + dr) + c]);
+          kp[s * h * (dn + dv) + r] = bf16(acc);
+        }
+    }
+    Tensor kpe = Tensor::empty(DType::bf16, {keys, dr});
+    for (int64_t s = 0; s < keys; ++s)
+      for (int64_t d = 0; d < dr; ++d) kpe.data_as<bf16>()[s * dr + d] = rows.data_as<bf16>()[s * (lat + dr) + lat + d];
+    Tensor qd = q.to(Space::cuda, stream), kvd = kv.to(Space::cuda, stream), kped = kpe.to(Space::cuda, stream);
+    Tensor wd = w.to(Space::cuda, stream), rowsd = rows.to(Space::cuda, stream);
+    Tensor expanded = Tensor::empty(DType::bf16, {t, h, dv}, Space::cuda, stream);
+    poison(expanded, stream);
+    auto qv = qd.view<const bf16, 3>(), kvv = kvd.view<const bf16, 3>();
+    cuda::mla_attention_expanded<bf16>(qv.slice(2, 0, dn), qv.slice(2, dn, dn + dr), kvv.slice(2, 0, dn),
+                                       kped.view<const bf16, 2>(), kvv.slice(2, dn, dn + dv), scale, prefix,
+                                       expanded.view<bf16, 3>(), stream);
+    // absorbed: identity-mapped pages holding the latent rows
+    const int64_t blocks = (keys + page - 1) / page;
+    Tensor pages = Tensor::zeros(DType::bf16, {blocks, page, lat + dr}, Space::cuda, stream);
+    std::vector<int32_t> tab(static_cast<size_t>(blocks));
+    std::iota(tab.begin(), tab.end(), 0);
+    Tensor table = Tensor::from_vector(tab, {blocks}).to(Space::cuda, stream);
+    R1_CUDA_CHECK(cudaMemcpyAsync(pages.data(), rowsd.data(), size_t(keys * (lat + dr) * 2), cudaMemcpyDeviceToDevice,
+                                  stream));
+    Tensor q_lat = Tensor::empty(DType::bf16, {t, h, lat}, Space::cuda, stream);
+    Tensor o_lat = Tensor::empty(DType::bf16, {t, h, lat}, Space::cuda, stream);
+    Tensor absorbed = Tensor::empty(DType::bf16, {t, h, dv}, Space::cuda, stream);
+    poison(absorbed, stream);
+    cuda::mla_absorb_q<bf16>(qv.slice(2, 0, dn), wd.view<const bf16, 2>(), int(dv), q_lat.view<bf16, 3>(), stream);
+    Tensor q_pe = qd.slice(2, dn, dn + dr);
+    cuda::mla_attention_absorbed<bf16>(q_lat.view<const bf16, 3>(), q_pe.view<const bf16, 3>(), pages.view<const bf16, 3>(),
+                                       table.view<const int32_t, 1>(), keys, scale, prefix, o_lat.view<bf16, 3>(), stream);
+    cuda::mla_v_up<bf16>(o_lat.view<const bf16, 3>(), wd.view<const bf16, 2>(), int(dn), absorbed.view<bf16, 3>(), stream);
+    Tensor eh = expanded.to(Space::host, stream);
+    std::vector<double> e(static_cast<size_t>(t * h * dv));
+    for (size_t i = 0; i < e.size(); ++i) e[i] = double(float(eh.data_as<bf16>()[i]));
+    // both forms round intermediates (k_nope / v vs q_lat / o_lat) to bf16: a few ulps apart
+    const Compare r = compare_dev(absorbed, e, dv, stream);
+    INFO(r.str());
+    CHECK(r.nonfinite == 0);
+    CHECK(r.rel_norm <= 2e-2);
+  }
+}
