@@ -53,4 +53,4 @@ if [[ -n ${R1_SANITIZE:-} ]]; then
   printf '%s\n' "${tests[@]}" | xargs -P "${R1_SANITIZE_JOBS:-4}" -I{} bash -c 'run_one {}'
   exit $?
 fi
-ctest --test-dir "$build" -L gpu --output-on-failure "$@"
+ctest --test-dir "$build" -L gpu -R "${R1_GPU_TESTS:-.}" --output-on-failure "$@"
