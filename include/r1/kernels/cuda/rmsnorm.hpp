@@ -1,0 +1,45 @@
+// SPDX-License-Identifier: MIT
+// RMSNorm on the GPU, the CUDA twins of ref::rmsnorm, ref::add_rmsnorm and ref::rmsnorm_quant_fp8
+// (host-callable declarations; definitions in rmsnorm.cuh, instantiated in src/cuda/rmsnorm.cu).
+// Same arithmetic as the ref, in fp32: inv = 1 / sqrt(sum(x^2) / D + eps) (IEEE division and square
+// root, no rsqrt), y = (x * inv) * w rounded once to the output type. Only the order of the sum of
+// squares differs (a tree instead of a left-to-right loop), so outputs agree with the ref to the
+// last rounding (one ulp of the output type) and bit for bit whenever the sum is exact.
+// Instantiated types: w bf16; x, residual and y bf16 or f32 (the residual stream may be kept in f32).
+#pragma once
+
+#include "r1/core/cuda.hpp"
+#include "r1/core/dtype.hpp"
+#include "r1/core/error.hpp"
+#include "r1/tensor/view.hpp"
+
+namespace r1::cuda {
+
+/// y = rmsnorm(x) * w.
+/// @param x   [tokens, dim] unit-stride rows (any row stride)
+/// @param w   [dim] weight, unit stride
+/// @param eps added to the mean square (1e-6 for R1)
+/// @param y   [tokens, dim] unit-stride rows; may alias x exactly
+template <class TX, class TW, class TY>
+void rmsnorm(View<const TX, 2> x, View<const TW, 1> w, float eps, View<TY, 2> y, stream_t stream);
+
+/// residual += x (rounded to the residual's type), then y = rmsnorm(residual) * w.
+/// @param residual [tokens, dim] updated in place
+/// @param x        [tokens, dim] the sub-layer output
+/// @param w        [dim] weight of the following norm
+/// @param y        [tokens, dim] must not alias residual
+template <class TR, class TX, class TW, class TY>
+void add_rmsnorm(View<TR, 2> residual, View<const TX, 2> x, View<const TW, 1> w, float eps, View<TY, 2> y,
+                 stream_t stream);
+
+/// RMSNorm fused with 1 x Group FP8 activation quantization, without rounding y in between:
+///   ys[t, g] = max(amax_g |y|, 1e-4) / 448,  yq[t, i] = e4m3_rne_satfinite(y[t, i] / ys[t, g]).
+/// Same conversions as cuda::act_quant (fp32 division, CUDA's saturating e4m3 rounding).
+/// @param x  [tokens, dim] bf16 or f32, dim % Group == 0
+/// @param yq [tokens, dim] e4m3, unit-stride rows
+/// @param ys [tokens, dim / Group] f32 scales, any strides (e.g. cuda::mn_major_scales)
+template <int Group, class TX, class TW>
+void rmsnorm_quant_fp8(View<const TX, 2> x, View<const TW, 1> w, float eps, View<fp8_e4m3, 2> yq,
+                       View<float, 2> ys, stream_t stream);
+
+}  // namespace r1::cuda

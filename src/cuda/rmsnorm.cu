@@ -1,0 +1,26 @@
+// SPDX-License-Identifier: MIT
+// Instantiations of r1::cuda::rmsnorm, add_rmsnorm and rmsnorm_quant_fp8: bf16 norm weights; bf16
+// or f32 activations, residual stream and output (an f32 residual stream keeps the 61 layers' sums
+// from drifting by bf16 roundings); DeepSeek's 1 x 128 FP8 groups.
+#include "r1/kernels/cuda/rmsnorm.cuh"
+
+namespace r1::cuda {
+template void rmsnorm<bf16, bf16, bf16>(View<const bf16, 2>, View<const bf16, 1>, float, View<bf16, 2>, stream_t);
+template void rmsnorm<bf16, bf16, float>(View<const bf16, 2>, View<const bf16, 1>, float, View<float, 2>, stream_t);
+template void rmsnorm<float, bf16, bf16>(View<const float, 2>, View<const bf16, 1>, float, View<bf16, 2>, stream_t);
+template void rmsnorm<float, bf16, float>(View<const float, 2>, View<const bf16, 1>, float, View<float, 2>, stream_t);
+
+template void add_rmsnorm<bf16, bf16, bf16, bf16>(View<bf16, 2>, View<const bf16, 2>, View<const bf16, 1>, float,
+                                                  View<bf16, 2>, stream_t);
+template void add_rmsnorm<float, bf16, bf16, bf16>(View<float, 2>, View<const bf16, 2>, View<const bf16, 1>, float,
+                                                   View<bf16, 2>, stream_t);
+template void add_rmsnorm<float, float, bf16, bf16>(View<float, 2>, View<const float, 2>, View<const bf16, 1>,
+                                                    float, View<bf16, 2>, stream_t);
+template void add_rmsnorm<float, float, bf16, float>(View<float, 2>, View<const float, 2>, View<const bf16, 1>,
+                                                     float, View<float, 2>, stream_t);
+
+template void rmsnorm_quant_fp8<128, bf16, bf16>(View<const bf16, 2>, View<const bf16, 1>, float,
+                                                 View<fp8_e4m3, 2>, View<float, 2>, stream_t);
+template void rmsnorm_quant_fp8<128, float, bf16>(View<const float, 2>, View<const bf16, 1>, float,
+                                                  View<fp8_e4m3, 2>, View<float, 2>, stream_t);
+}  // namespace r1::cuda
