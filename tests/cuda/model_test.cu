@@ -1,0 +1,220 @@
+// SPDX-License-Identifier: MIT
+// The CUDA model end to end (models/deepseek_v3_cuda.hpp, runtime/generate_cuda.hpp):
+//  - every oracle fixture within the GPU tolerances of tests/data's README (bf16 activations:
+//    per-position cosine >= 0.999 against `logits`, top-1 agreement >= 0.95, the first 8 greedy
+//    tokens identical; step logits against teacher_forced_logits while the ids agree);
+//  - FP8 native against the oracle's activation-quantization simulation (tiny-r1-mtp: cosine
+//    >= 0.9999 per position), and tiny-r1-fp8's K = 192 error;
+//  - MTP speculative decoding = plain greedy decoding on the GPU, token for token;
+//  - the decode step replayed from a CUDA graph = eager, bit for bit; seeded sampling reproducible;
+//  - batch 2 with prompts of different lengths = each prompt alone;
+// The full-width R1 decoder layer is in model_full_layer_test.cu (its own process: ~10 GB of host memory).
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "../support/r1_testing.hpp"
+#include "r1/io/safetensors.hpp"
+#include "r1/models/deepseek_v3_load.hpp"
+#include "r1/runtime/generate.hpp"
+#include "r1/runtime/generate_cuda.hpp"
+
+using namespace r1;
+
+namespace {
+const std::string kData = R1_TEST_DATA_DIR;
+
+struct Oracle {
+  io::SafetensorsFile file;
+  explicit Oracle(const std::string& dir) : file(io::SafetensorsFile::open(kData + "/" + dir + "/reference.safetensors")) {}
+  Tensor get(const char* name) const { return file.tensor(name); }
+  std::vector<int32_t> ids(const char* name) const {
+    Tensor t = get(name);  // [n] I64
+    std::vector<int32_t> out;
+    for (int64_t i = 0; i < t.numel(); ++i) out.push_back(int32_t(t.data_as<int64_t>()[i]));
+    return out;
+  }
+};
+
+CudaDeepseekV3 load_cuda(const std::string& dir, quant::Fp8Compute fp8 = quant::Fp8Compute::dequant, bool mtp = false) {
+  CudaDeepseekV3::LoadOptions o;
+  o.fp8 = fp8;
+  o.mtp = mtp;
+  Stream s;
+  return load_deepseek_v3_cuda(kData + "/" + dir, o, s.get());
+}
+
+/// Worst per-row cosine and the fraction of rows whose argmax agrees, over the first `rows` rows.
+struct RowStats {
+  double worst_cosine = 1, top1 = 1;
+};
+RowStats compare_rows(const Tensor& got, const Tensor& want, int64_t rows) {
+  RowStats s;
+  int agree = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    s.worst_cosine = std::min(s.worst_cosine, testing::row_cosine(got, want, r));
+    const Tensor g = got.select(0, r).contiguous(), w = want.select(0, r).contiguous();  // [vocab]
+    int64_t ag = 0, aw = 0;
+    for (int64_t i = 1; i < g.size(0); ++i) {
+      if (testing::at(g, i) > testing::at(g, ag)) ag = i;
+      if (testing::at(w, i) > testing::at(w, aw)) aw = i;
+    }
+    agree += ag == aw;
+  }
+  s.top1 = rows ? double(agree) / double(rows) : 1.0;
+  return s;
+}
+
+/// How many leading entries two id lists share.
+size_t common_prefix(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
+  size_t n = 0;
+  while (n < a.size() && n < b.size() && a[n] == b[n]) ++n;
+  return n;
+}
+
+GenerateOptions greedy_opts(int new_tokens) {
+  GenerateOptions g;
+  g.max_new_tokens = new_tokens;
+  g.record_logits = true;
+  return g;
+}
+
+void check_fixture(const std::string& dir) {
+  CAPTURE(dir);
+  const Oracle ref(dir);
+  const CudaDeepseekV3 model = load_cuda(dir);
+  const std::vector<int32_t> prompt = ref.ids("input_ids"), want = ref.ids("generated_ids");
+  const int64_t t = int64_t(prompt.size());
+  std::string note;
+  const GenerateResult r = generate_cuda(model, prompt, greedy_opts(int(want.size() - prompt.size())), {}, &note);
+  CHECK(note.empty());
+  const RowStats p = compare_rows(r.prefill_logits, ref.get("logits"), t);
+  MESSAGE(dir, ": prefill worst cosine ", p.worst_cosine, ", top-1 agreement ", p.top1, ", max abs error ",
+          testing::max_abs_diff(r.prefill_logits, ref.get("logits")));
+  CHECK(p.worst_cosine >= 0.999);
+  CHECK(p.top1 >= 0.95);
+  const size_t same = common_prefix(r.ids, want);
+  MESSAGE(dir, ": ", same - prompt.size(), " of ", want.size() - prompt.size(), " greedy tokens identical");
+  CHECK(same >= std::min(want.size(), prompt.size() + 8));
+  // Step logits against the teacher-forced forward, for the steps whose inputs agree.
+  const int64_t steps = int64_t(same) - t + 1;  // step i was chosen after ids[0 .. t + i - 1]
+  const Tensor tf = ref.get("teacher_forced_logits");  // [len(generated_ids), vocab]
+  const int64_t rows = std::min<int64_t>(steps, r.step_logits.size(0));
+  const RowStats st = compare_rows(r.step_logits, tf.slice(0, t - 1, t - 1 + rows).contiguous(), rows);
+  MESSAGE(dir, ": decode steps worst cosine ", st.worst_cosine, " over ", rows, " steps");
+  CHECK(st.worst_cosine >= 0.999);
+}
+}  // namespace
+
+TEST_CASE("cuda model: tiny-r1-bf16 matches the oracle") { check_fixture("tiny-r1-bf16"); }
+TEST_CASE("cuda model: tiny-r1-fp8 (dequant) matches the oracle") { check_fixture("tiny-r1-fp8"); }
+TEST_CASE("cuda model: tiny-r1-mtp (dequant) matches the oracle") { check_fixture("tiny-r1-mtp"); }
+TEST_CASE("cuda model: tiny-v3-noqlora matches the oracle") { check_fixture("tiny-v3-noqlora"); }
+TEST_CASE("cuda model: tiny-v3-plain matches the oracle") { check_fixture("tiny-v3-plain"); }
+TEST_CASE("cuda model: tiny-v3-fp8-mtp (dequant) matches the oracle") { check_fixture("tiny-v3-fp8-mtp"); }
+
+namespace {
+void check_native(const std::string& dir, double min_cosine) {
+  CAPTURE(dir);
+  const Oracle ref(dir);
+  const CudaDeepseekV3 model = load_cuda(dir, quant::Fp8Compute::native);
+  CHECK(model.policy_name() == "fp8 native");
+  const std::vector<int32_t> prompt = ref.ids("input_ids"), want = ref.ids("fp8_act_sim_generated_ids");
+  const GenerateResult r = generate_cuda(model, prompt, greedy_opts(int(want.size() - prompt.size())));
+  const Tensor sim = ref.get("fp8_act_sim_logits");  // [tokens, vocab]
+  const RowStats p = compare_rows(r.prefill_logits, sim, sim.size(0));
+  MESSAGE(dir, ": native prefill worst cosine ", p.worst_cosine, ", top-1 ", p.top1, ", max abs error ",
+          testing::max_abs_diff(r.prefill_logits, sim));
+  CHECK(p.worst_cosine >= min_cosine);
+  const size_t same = common_prefix(r.ids, want);
+  MESSAGE(dir, ": native ", same - prompt.size(), " of ", want.size() - prompt.size(), " greedy tokens identical");
+  CHECK(same >= std::min(want.size(), prompt.size() + 8));
+}
+}  // namespace
+
+TEST_CASE("cuda model: tiny-r1-mtp (native) matches the activation-quantized oracle") {
+  check_native("tiny-r1-mtp", 0.9999);
+}
+TEST_CASE("cuda model: tiny-v3-fp8-mtp (native) matches the activation-quantized oracle") {
+  // A known e4m3 rounding tie in this fixture (docs/model.md) limits even the fp64 host to 0.99938.
+  check_native("tiny-v3-fp8-mtp", 0.999);
+}
+
+TEST_CASE("cuda model: tiny-r1-fp8 cannot run FP8 native (K = 192)") {
+  CHECK_THROWS_WITH(load_cuda("tiny-r1-fp8", quant::Fp8Compute::native),
+                    doctest::Contains("model.layers.0.self_attn.q_b_proj: K = 192 is not a multiple of 128"));
+}
+
+TEST_CASE("cuda model: MTP speculative decoding yields exactly the greedy ids") {
+  for (const char* dir : {"tiny-r1-mtp", "tiny-v3-fp8-mtp"}) {
+    CAPTURE(dir);
+    const Oracle ref(dir);
+    const CudaDeepseekV3 model = load_cuda(dir, quant::Fp8Compute::dequant, true);
+    REQUIRE(model.has_mtp());
+    const std::vector<int32_t> prompt = ref.ids("input_ids"), want = ref.ids("generated_ids");
+    GenerateOptions g = greedy_opts(int(want.size() - prompt.size()));
+    const GenerateResult plain = generate_cuda(model, prompt, g);
+    g.mtp = true;
+    const GenerateResult spec = generate_cuda(model, prompt, g);
+    MESSAGE(dir, ": MTP accepted ", spec.stats.accepted, " of ", spec.stats.drafted, " drafts");
+    CHECK(spec.ids == plain.ids);
+    CHECK(common_prefix(spec.ids, want) >= std::min(want.size(), prompt.size() + 8));
+    CHECK(spec.stats.drafted > 0);
+  }
+}
+
+TEST_CASE("cuda model: graph replay equals eager decoding, greedy and sampled") {
+  const Oracle ref("tiny-r1-bf16");
+  const CudaDeepseekV3 model = load_cuda("tiny-r1-bf16");
+  const std::vector<int32_t> prompt = ref.ids("input_ids");
+  for (float temperature : {0.0f, 0.8f}) {
+    CAPTURE(temperature);
+    GenerateOptions g = greedy_opts(12);
+    g.sampling = {temperature, 40, 0.95f};
+    g.seed = 7;
+    CudaRunOptions eager;
+    eager.graph = false;
+    const CudaGenerateResult a = generate_cuda_batch(model, {prompt}, g, eager);
+    const CudaGenerateResult b = generate_cuda_batch(model, {prompt}, g);
+    CHECK_FALSE(a.graph_used);
+    CHECK(b.graph_used);
+    CHECK(b.graph_note.empty());
+    CHECK(a.sequences[0].ids == b.sequences[0].ids);
+    CHECK(testing::max_abs_diff(a.sequences[0].step_logits, b.sequences[0].step_logits) == 0.0);
+    const CudaGenerateResult c = generate_cuda_batch(model, {prompt}, g);  // same seed, same draws
+    CHECK(c.sequences[0].ids == b.sequences[0].ids);
+  }
+}
+
+TEST_CASE("cuda model: a batch of 2 prompts of different lengths equals each alone") {
+  const Oracle ref("tiny-r1-mtp");
+  const CudaDeepseekV3 model = load_cuda("tiny-r1-mtp");
+  const std::vector<int32_t> p0 = ref.ids("input_ids");
+  const std::vector<int32_t> p1 = {0, 17, 400, 3, 999, 64, 12};
+  const GenerateOptions g = greedy_opts(10);
+  const CudaGenerateResult both = generate_cuda_batch(model, {p0, p1}, g);
+  CHECK(both.graph_used);
+  const std::vector<std::vector<int32_t>> prompts = {p0, p1};
+  for (size_t i = 0; i < 2; ++i) {
+    CAPTURE(i);
+    const GenerateResult alone = generate_cuda(model, prompts[i], g);
+    CHECK(both.sequences[i].ids == alone.ids);
+    // GEMMs of a different row count may pick another algorithm: equal up to rounding.
+    const RowStats s = compare_rows(both.sequences[i].step_logits, alone.step_logits, alone.step_logits.size(0));
+    CHECK(s.worst_cosine >= 0.99999);
+  }
+}
+
+TEST_CASE("cuda model: errors name what is wrong") {
+  const CudaDeepseekV3 model = load_cuda("tiny-r1-bf16");
+  CHECK_THROWS_WITH(generate_cuda(model, std::vector<int32_t>{0, 5000}, greedy_opts(2)),
+                    doctest::Contains("token id 5000 at position 1 is outside the model's vocabulary of 1024"));
+  GenerateOptions g = greedy_opts(2);
+  g.mtp = true;
+  CHECK_THROWS_WITH(generate_cuda(model, std::vector<int32_t>{0, 5}, g), doctest::Contains("needs the MTP module"));
+}
+
