@@ -1,0 +1,93 @@
+// SPDX-License-Identifier: MIT
+// Shared device helpers and host argument checks of r1's MLA kernels (mla_prefill.cuh,
+// mla_decode.cuh, mla.cuh): fragment packing, chunked loads with zero padding, view checks.
+#pragma once
+
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <tuple>
+
+#include "r1/kernels/cuda/common.cuh"
+#include "r1/kernels/cuda/cublaslt.cuh"
+#include "r1/kernels/cuda/mla.hpp"
+#include "r1/tensor/tensor.hpp"
+
+namespace r1::cuda {
+
+namespace detail::mla {
+
+inline constexpr float kLog2e = 1.4426950408889634f;
+
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
+/// Two floats as a bf16x2 register (lo in the low half: the lower column / k index).
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+  return uint32_t(bf16(lo).bits) | (uint32_t(bf16(hi).bits) << 16);
+}
+
+/// Copies an 8-value chunk to shared memory: cp.async when the source is vector-aligned, element
+/// loads otherwise; src == nullptr writes zeros. `n` values are valid (element path only).
+__device__ __forceinline__ void load_chunk(bf16* dst, const bf16* src, int n, bool vec) {
+  if (vec) {
+    cp_async16(smem_u32(dst), src ? src : dst, src != nullptr);
+  } else {
+    uint16_t v[8];
+#pragma unroll
+    for (int e = 0; e < 8; ++e) v[e] = src && e < n ? src[e].bits : uint16_t(0);
+    *reinterpret_cast<uint4*>(dst) = make_uint4(v[0] | (uint32_t(v[1]) << 16), v[2] | (uint32_t(v[3]) << 16),
+                                                v[4] | (uint32_t(v[5]) << 16), v[6] | (uint32_t(v[7]) << 16));
+  }
+}
+
+/// Source of chunk [c, c + 8) of a row made of two parts: [0, n1) from a, [P1, P1 + n2) from b
+/// (column P1 + i is b[i]), zeros elsewhere. With vec, n1 and n2 are multiples of 8, so a chunk
+/// never straddles two parts. *n gets the number of valid values.
+__device__ __forceinline__ const bf16* two_part(const bf16* a, int n1, const bf16* b, int p1, int n2, int c, int* n) {
+  if (c < n1) {
+    *n = min(8, n1 - c);
+    return a + c;
+  }
+  if (c >= p1 && c < p1 + n2) {
+    *n = min(8, p1 + n2 - c);
+    return b + (c - p1);
+  }
+  *n = 0;
+  return nullptr;
+}
+
+
+template <class T, int R>
+void require_last_unit(const View<T, R>& v, const char* op, const char* name) {
+  R1_CHECK(v.rows_contiguous(), op, name, " must be unit-stride in its last dimension (stride ", v.stride[R - 1], ")");
+  for (int d = 0; d < R; ++d)
+    R1_CHECK(v.stride[d] >= 0, op, name, " has a negative stride along dimension ", d);
+}
+
+/// 16-byte loads are possible: base aligned and every stride a multiple of 8 elements.
+template <class T, int R>
+bool vec_ok(const View<T, R>& v) {
+  if (!aligned_to(v.data, 16)) return false;
+  for (int d = 0; d < R - 1; ++d)
+    if (v.shape[d] > 1 && v.stride[d] % 8 != 0) return false;
+  return true;
+}
+
+/// Largest element offset + 1 of a view must fit the kernels' int64 math; sizes their int32 math.
+template <class T, int R>
+void require_sizes(const View<T, R>& v, const char* op, const char* name) {
+  for (int d = 0; d < R; ++d) require_int32(v.shape[d], op, name);
+}
+
+}  // namespace detail::mla
+}  // namespace r1::cuda

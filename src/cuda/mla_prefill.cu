@@ -1,0 +1,9 @@
+// SPDX-License-Identifier: MIT
+// Instantiation of r1's MLA prefill attention (mla_attention_expanded) for bf16 activations.
+#include "r1/kernels/cuda/mla_prefill.cuh"
+
+namespace r1::cuda {
+template void mla_attention_expanded<bf16>(View<const bf16, 3>, View<const bf16, 3>, View<const bf16, 3>,
+                                           View<const bf16, 2>, View<const bf16, 3>, double, int64_t, View<bf16, 3>,
+                                           stream_t);
+}  // namespace r1::cuda
