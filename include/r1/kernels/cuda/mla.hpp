@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Multi-head latent attention on the GPU, twins of ref/mla.hpp (host-callable declarations;
-// definitions in mla.cuh, instantiated for bf16 in src/cuda/mla.cu). Same names, same parameter
+// definitions in mla_prefill.cuh, mla_decode.cuh and mla.cuh, instantiated for bf16 in
+// src/cuda/mla{_prefill,_decode,}.cu). Same names, same parameter
 // order as the ref twins plus a trailing stream; bf16 in and out, fp32 scores, softmax and sums.
 //
 //  - mla_attention_expanded: prefill, flash-attention style (64 queries x 64 keys per step in shared
