@@ -19,6 +19,7 @@
 #include "r1/io/tokenizer.hpp"
 #include "r1/models/deepseek_v3_load.hpp"
 #include "r1/runtime/generate.hpp"
+#include "r1/runtime/generate_cuda.hpp"
 
 namespace {
 
@@ -71,40 +72,18 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-int run(const Options& o) {
+/// Everything after loading, shared by both devices: the prompt, generation (`gen(prompt, g)`
+/// returns a GenerateResult), streaming, speed lines and --dump-logits.
+template <class Model, class Gen>
+int run_model(const Options& o, const Model& model, std::vector<int32_t> prompt, double load_seconds, bool tty,
+              Gen&& gen) {
   using namespace r1;
-  R1_CHECK(o.device == "cpu", "--device",
-           "the CUDA path of the model is not implemented yet", (cuda_device_count() > 0 ? "" : " (and no CUDA device is visible)"),
-           "; use --device cpu");
-  R1_CHECK(o.max_new_tokens >= 0, "--max-new-tokens", o.max_new_tokens, " is negative");
-  R1_CHECK(o.page_size > 0, "--page-size", o.page_size, " must be positive");
-
-  // Token ids are checked before the (possibly long) load; text prompts need the tokenizer.
-  std::vector<int32_t> prompt;
-  if (!o.prompt_ids.empty()) prompt = parse_ids(o.prompt_ids);
-
-  // Model.
-  ModelLoadOptions load;
-  load.fp8 = o.fp8 == "native" ? quant::Fp8Compute::native : quant::Fp8Compute::dequant;
-  load.mtp = o.mtp;
-  const bool tty = isatty(fileno(stderr)) != 0;
-  if (!o.quiet) {
-    // One line per layer, redrawn in place on a terminal.
-    load.progress = [tty](const std::string& what, int done, int total) {
-      std::fprintf(stderr, tty ? "\rr1-generate: loaded %s (%d/%d)   " : "r1-generate: loaded %s (%d/%d)\n",
-                   what.c_str(), done, total);
-      std::fflush(stderr);
-    };
-  }
-  auto t0 = std::chrono::steady_clock::now();
-  if (!o.quiet) std::fprintf(stderr, "r1-generate: loading %s\n", o.model.c_str());
-  const AnyDeepseekV3 model = load_deepseek_v3(o.model, load);
   const ModelConfig& cfg = model.config();
   if (!o.quiet) {
-    std::fprintf(stderr, "%sr1-generate: loaded in %.2f s: %s weights, %d layers, hidden %lld, vocab %lld%s\n",
-                 tty ? "\r" : "",
-                 seconds_since(t0), model.policy_name().c_str(), model.num_layers(), (long long)cfg.hidden_size,
-                 (long long)cfg.vocab_size, model.has_mtp() ? ", MTP module" : "");
+    std::fprintf(stderr, "%sr1-generate: loaded in %.2f s: %s weights, %d layers, hidden %lld, vocab %lld%s%s\n",
+                 tty ? "\r" : "", load_seconds, model.policy_name().c_str(), model.num_layers(),
+                 (long long)cfg.hidden_size, (long long)cfg.vocab_size, model.has_mtp() ? ", MTP module" : "",
+                 o.device == "cuda" ? ", on the GPU" : "");
     if (!cfg.quantization && o.fp8 != "dequant")
       std::fprintf(stderr, "r1-generate: note: --fp8 %s has no effect on a checkpoint without FP8 weights\n", o.fp8.c_str());
   }
@@ -159,7 +138,7 @@ int run(const Options& o) {
     first = false;
     std::fflush(stdout);
   };
-  const GenerateResult r = generate(model, prompt, g);
+  const GenerateResult r = gen(prompt, g);
   if (stream) std::fputs(stream->flush().c_str(), stdout);
   std::fputc('\n', stdout);
   std::fflush(stdout);
@@ -187,13 +166,66 @@ int run(const Options& o) {
   return 0;
 }
 
+int run(const Options& o) {
+  using namespace r1;
+  R1_CHECK(o.max_new_tokens >= 0, "--max-new-tokens", o.max_new_tokens, " is negative");
+  R1_CHECK(o.page_size > 0, "--page-size", o.page_size, " must be positive");
+
+  // Token ids are checked before the (possibly long) load; text prompts need the tokenizer.
+  std::vector<int32_t> prompt;
+  if (!o.prompt_ids.empty()) prompt = parse_ids(o.prompt_ids);
+
+  // Model.
+  const bool tty = isatty(fileno(stderr)) != 0;
+  LoadProgress progress;
+  if (!o.quiet) {
+    // One line per layer, redrawn in place on a terminal.
+    progress = [tty](const std::string& what, int done, int total) {
+      std::fprintf(stderr, tty ? "\rr1-generate: loaded %s (%d/%d)   " : "r1-generate: loaded %s (%d/%d)\n",
+                   what.c_str(), done, total);
+      std::fflush(stderr);
+    };
+  }
+  const quant::Fp8Compute fp8 = o.fp8 == "native" ? quant::Fp8Compute::native : quant::Fp8Compute::dequant;
+  auto t0 = std::chrono::steady_clock::now();
+  if (o.device == "cuda") {
+#if R1_WITH_CUDA
+    R1_CHECK(cuda_device_count() > 0, "--device", "no CUDA device is visible; use --device cpu");
+    if (!o.quiet) std::fprintf(stderr, "r1-generate: loading %s onto the GPU\n", o.model.c_str());
+    CudaDeepseekV3::LoadOptions load;
+    load.fp8 = fp8;
+    load.mtp = o.mtp;
+    load.progress = progress;
+    Stream upload;
+    const CudaDeepseekV3 model = load_deepseek_v3_cuda(o.model, load, upload.get());
+    return run_model(o, model, std::move(prompt), seconds_since(t0), tty,
+                     [&](const std::vector<int32_t>& p, const GenerateOptions& g) {
+                       std::string note;
+                       GenerateResult r = generate_cuda(model, p, g, {}, &note);
+                       if (!o.quiet && !note.empty()) std::fprintf(stderr, "r1-generate: note: %s\n", note.c_str());
+                       return r;
+                     });
+#else
+    fail("--device", "this r1-generate was built without CUDA support; use --device cpu");
+#endif
+  }
+  ModelLoadOptions load;
+  load.fp8 = fp8;
+  load.mtp = o.mtp;
+  load.progress = progress;
+  if (!o.quiet) std::fprintf(stderr, "r1-generate: loading %s\n", o.model.c_str());
+  const AnyDeepseekV3 model = load_deepseek_v3(o.model, load);
+  return run_model(o, model, std::move(prompt), seconds_since(t0), tty,
+                   [&](const std::vector<int32_t>& p, const GenerateOptions& g) { return generate(model, p, g); });
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   Options o;
   CLI::App app{
       "r1-generate: run a DeepSeek-V3/R1 checkpoint (Hugging Face layout: config.json, safetensors\n"
-      "shards, model.safetensors.index.json) on the host and generate tokens.\n\n"
+      "shards, model.safetensors.index.json) on the host or one GPU (--device cuda) and generate tokens.\n\n"
       "The prompt is text (--prompt; encoded with the R1 chat template unless --raw, needs a\n"
       "tokenizer.json in the model directory or --tokenizer) or token ids (--prompt-ids 0,5,7).\n"
       "New tokens stream to stdout as text (with a tokenizer) or comma-separated ids; load progress\n"
@@ -205,7 +237,7 @@ int main(int argc, char** argv) {
       "  r1-generate --model tests/data/tiny-r1-mtp --prompt-ids 0,5,7 --max-new-tokens 16 --mtp\n"
       "  r1-generate --model DIR --prompt 'What is 1+1?' --temperature 0.6 --top-p 0.95 --seed 1"};
   app.add_option("--model", o.model, "checkpoint directory")->required();
-  app.add_option("--device", o.device, "cpu, or cuda (not implemented yet: an error)")
+  app.add_option("--device", o.device, "cpu, or cuda (one GPU: bf16 activations, CUDA-graph decode)")
       ->check(CLI::IsMember({"cpu", "cuda"}))
       ->capture_default_str();
   auto* p_text = app.add_option("--prompt", o.prompt, "prompt text (needs a tokenizer)");

@@ -212,6 +212,10 @@ class DeviceDecoderLayer {
     Tensor kv = c.ws->take(DType::bf16, {n, width});  // [rows, rank + rope]
     auto kvv = kv.view<bf16, 2>();
     apply_linear(c, m.kv_a, x, xq, kvv);
+    // Native prefill from position 0: every key is a new row, so kv_b's quantized input can come
+    // straight from the norm (no bf16 rounding of the normalized latent before its e4m3 rounding).
+    QuantAct lat_q;
+    if (b.start == 0 && m.kv_b.native()) lat_q = norm_quantize(c, kvv.slice(1, 0, rank).as_const(), m.kv_norm);
     cuda::rmsnorm(kvv.slice(1, 0, rank).as_const(), m.kv_norm.view(), m.kv_norm.eps, kvv.slice(1, 0, rank), s);
     View<bf16, 3> k_pe3;  // [rows, 1, rope]: the rotation's [tokens, heads, dim] with one head
     k_pe3.data = kvv.data + rank;
@@ -231,7 +235,7 @@ class DeviceDecoderLayer {
       auto allv = all.view<bf16, 2>();
       cuda::kv_cache_gather(pages.as_const(), b.block_tables.select(0, 0), allv, s);
       Tensor kvx = c.ws->take(DType::bf16, {keys, heads * (nope + vd)});  // [keys, heads * (nope + v)]
-      apply_linear(c, m.kv_b, allv.slice(1, 0, rank).as_const(), {}, kvx.view<bf16, 2>());
+      apply_linear(c, m.kv_b, allv.slice(1, 0, rank).as_const(), lat_q, kvx.view<bf16, 2>());
       auto kv3 = kvx.view<const bf16, 2>().reshape<3>({keys, heads, nope + vd});  // [keys, heads, nope + v]
       cuda::mla_attention_expanded<bf16>(q_nope.as_const(), q_pe.as_const(), kv3.slice(2, 0, nope),
                                          allv.slice(1, rank, width).as_const(), kv3.slice(2, nope, nope + vd),
