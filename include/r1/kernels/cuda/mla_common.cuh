@@ -66,6 +66,37 @@ __device__ __forceinline__ const bf16* two_part(const bf16* a, int n1, const bf1
   return nullptr;
 }
 
+/// Column source of a two-part row (see two_part): a[c] for c < n1, b[c - p1] for c in
+/// [p1, p1 + n2), nullptr (a zero) elsewhere. Per element, so it is right for any n1, n2.
+__host__ __device__ __forceinline__ const bf16* two_part_elem(const bf16* a, int n1, const bf16* b, int p1, int n2,
+                                                              int c) {
+  if (c < n1) return a + c;
+  if (c >= p1 && c < p1 + n2) return b + (c - p1);
+  return nullptr;
+}
+
+/// Chunk [c, c + 8) of a two-part row into shared memory. With vec (n1, p1 and n2 multiples of 8,
+/// 16-byte aligned sources) one cp.async; otherwise element by element, because a chunk may then
+/// straddle the end of a and the start of b (two_part + load_chunk would zero b's first values
+/// there, as it reports only the values left in a). a or b may be nullptr for a row past the data.
+__device__ __forceinline__ void load_chunk_two_part(bf16* dst, const bf16* a, int n1, const bf16* b, int p1, int n2,
+                                                    int c, bool vec) {
+  if (vec) {
+    int n = 0;
+    const bf16* src = a ? two_part(a, n1, b, p1, n2, c, &n) : nullptr;
+    load_chunk(dst, src, n, true);
+    return;
+  }
+  uint16_t v[8];
+#pragma unroll
+  for (int e = 0; e < 8; ++e) {
+    const bf16* src = a ? two_part_elem(a, n1, b, p1, n2, c + e) : nullptr;
+    v[e] = src ? src->bits : uint16_t(0);
+  }
+  *reinterpret_cast<uint4*>(dst) = make_uint4(v[0] | (uint32_t(v[1]) << 16), v[2] | (uint32_t(v[3]) << 16),
+                                              v[4] | (uint32_t(v[5]) << 16), v[6] | (uint32_t(v[7]) << 16));
+}
+
 
 template <class T, int R>
 void require_last_unit(const View<T, R>& v, const char* op, const char* name) {

@@ -12,7 +12,6 @@
 // nothing to a dot product and produce zero columns that are never stored). Shared-memory rows are
 // padded by 16 bytes so ldmatrix's eight row addresses fall in distinct banks.
 #pragma once
-#pragma once
 
 #include "r1/kernels/cuda/mla_common.cuh"
 
@@ -66,13 +65,9 @@ __global__ void __launch_bounds__(128) mla_prefill_kernel(const PrefillParams p)
   for (int c = tid; c < BM * (DQK / 8); c += Cfg::THREADS) {
     const int r = c / (DQK / 8), col = (c % (DQK / 8)) * 8;
     const int t = m0 + r;
-    int n = 0;
-    const bf16* src = nullptr;
-    if (t < p.tokens) {
-      src = two_part(p.qn + int64_t(t) * p.qn_t + int64_t(h) * p.qn_h, p.dn, p.qp + int64_t(t) * p.qp_t + int64_t(h) * p.qp_h,
-                     p.dn, p.dr, col, &n);
-    }
-    load_chunk(sQ + r * SQ + col, src, n, p.vec);
+    const bool in = t < p.tokens;
+    load_chunk_two_part(sQ + r * SQ + col, in ? p.qn + int64_t(t) * p.qn_t + int64_t(h) * p.qn_h : nullptr, p.dn,
+                        in ? p.qp + int64_t(t) * p.qp_t + int64_t(h) * p.qp_h : nullptr, p.dn, p.dr, col, p.vec);
   }
   const auto load_kv = [&](int j, int buf) {
     bf16* k = sK + buf * Cfg::K_ELEMS;
@@ -81,13 +76,9 @@ __global__ void __launch_bounds__(128) mla_prefill_kernel(const PrefillParams p)
     for (int c = tid; c < BN * (DQK / 8); c += Cfg::THREADS) {
       const int r = c / (DQK / 8), col = (c % (DQK / 8)) * 8;
       const int s = n0 + r;
-      int n = 0;
-      const bf16* src = nullptr;
-      if (s < p.keys) {
-        src = two_part(p.kn + int64_t(s) * p.kn_s + int64_t(h) * p.kn_h, p.dn, p.kp + int64_t(s) * p.kp_s, p.dn, p.dr,
-                       col, &n);
-      }
-      load_chunk(k + r * SQ + col, src, n, p.vec);
+      const bool in = s < p.keys;
+      load_chunk_two_part(k + r * SQ + col, in ? p.kn + int64_t(s) * p.kn_s + int64_t(h) * p.kn_h : nullptr, p.dn,
+                          in ? p.kp + int64_t(s) * p.kp_s : nullptr, p.dn, p.dr, col, p.vec);
     }
     for (int c = tid; c < BN * (DV / 8); c += Cfg::THREADS) {
       const int r = c / (DV / 8), col = (c % (DV / 8)) * 8;
