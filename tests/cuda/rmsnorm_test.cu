@@ -86,12 +86,15 @@ Diff diff_outputs(const Tensor& got, const Tensor& ref32, const std::vector<doub
   return d;
 }
 
-void check_diff(const Diff& d, bool exact, int64_t n) {
+/// `f32_out`: with random inputs an f32 output differs from the fp32 ref in the last bits almost
+/// everywhere (the GPU sums the squares in another order), so only the fp64 bound (`bad`) applies;
+/// a bf16 output must round to the ref's value except for a few elements near a rounding boundary.
+void check_diff(const Diff& d, bool exact, int64_t n, bool f32_out) {
   CHECK(d.nonfinite == 0);
   CHECK(d.bad == 0);
   if (exact) {
     CHECK(d.differ == 0);
-  } else {
+  } else if (!f32_out) {
     CHECK(d.differ <= n / 100 + 1);
   }
 }
@@ -123,10 +126,10 @@ void check_rmsnorm(int64_t rows, int64_t dim, int64_t pad, bool exact, bool alia
                               stream);
   Tensor got = (alias && std::is_same_v<TX, TY> ? xd_dev : yd).to(Space::host, stream);
   const Diff d = diff_outputs<TY>(got, y32, y64, rows, dim);
-  INFO("rmsnorm rows=", rows, " dim=", dim, " pad=", pad, exact ? " exact" : " random", alias ? " in place" : "",
-       " x ", sizeof(TX) == 2 ? "bf16" : "f32", " y ", sizeof(TY) == 2 ? "bf16" : "f32", ": differ ", d.differ,
+  INFO("rmsnorm rows=", rows, " dim=", dim, " pad=", pad, std::string(exact ? " exact" : " random"), std::string(alias ? " in place" : ""),
+       " x ", std::string(sizeof(TX) == 2 ? "bf16" : "f32"), " y ", std::string(sizeof(TY) == 2 ? "bf16" : "f32"), ": differ ", d.differ,
        " bad ", d.bad, " non-finite ", d.nonfinite);
-  check_diff(d, exact, rows * dim);
+  check_diff(d, exact, rows * dim, std::is_same_v<TY, float>);
   if (!alias && pad > 0) CHECK(touched_padding(got, dim) == 0);
 }
 
@@ -165,11 +168,11 @@ void check_add_rmsnorm(int64_t rows, int64_t dim, int64_t pad, bool exact, Strea
     }
   }
   const Diff d = diff_outputs<TY>(got, y32, y64, rows, dim);
-  INFO("add_rmsnorm rows=", rows, " dim=", dim, " pad=", pad, exact ? " exact" : " random", " residual ",
-       sizeof(TR) == 2 ? "bf16" : "f32", ": residual mismatches ", res_bad, ", y differ ", d.differ, " bad ", d.bad);
+  INFO("add_rmsnorm rows=", rows, " dim=", dim, " pad=", pad, std::string(exact ? " exact" : " random"), " residual ",
+       std::string(sizeof(TR) == 2 ? "bf16" : "f32"), ": residual mismatches ", res_bad, ", y differ ", d.differ, " bad ", d.bad);
   CHECK(res_bad == 0);  // one fp32 addition rounded to TR: bit-identical
   CHECK(pad_changed == 0);
-  check_diff(d, exact, rows * dim);
+  check_diff(d, exact, rows * dim, std::is_same_v<TY, float>);
 }
 
 template <class TX>
@@ -208,8 +211,8 @@ void check_quant(int64_t rows, int64_t dim, int64_t pad, bool exact, bool mn_maj
       s_bad += !(std::fabs(double(a) - double(b)) <= 1e-5 * double(b));
     }
   }
-  INFO("rmsnorm_quant_fp8 rows=", rows, " dim=", dim, " pad=", pad, exact ? " exact" : " random",
-       mn_major ? " MN-major" : " row-major", ": codes differ ", q_differ, " (bad ", q_bad, "), scales differ ",
+  INFO("rmsnorm_quant_fp8 rows=", rows, " dim=", dim, " pad=", pad, std::string(exact ? " exact" : " random"),
+       std::string(mn_major ? " MN-major" : " row-major"), ": codes differ ", q_differ, " (bad ", q_bad, "), scales differ ",
        s_differ, " (bad ", s_bad, ")");
   CHECK(q_bad == 0);
   CHECK(s_bad == 0);
