@@ -138,7 +138,21 @@ TEST_CASE("r1-generate fails cleanly on bad checkpoints and arguments") {
   fails_with("--model " + broken.string() + "/nowhere --prompt-ids 0", "nowhere");
   fails_with("--model " + kData + "/tiny-r1-fp8 --prompt-ids 0,1 --fp8 native",
              "model.layers.0.self_attn.q_b_proj: K = 192 is not a multiple of 128");
-  fails_with("--model " + bf16 + " --prompt-ids 0,5 --device cuda", "not implemented yet");
+  {
+    // --device cuda: with a GPU it generates the host's greedy tokens (the first 8 are the GPU
+    // tolerance of tests/data's README); without one, or in a build without CUDA, a clear error.
+    const Run gpu = run("--model " + bf16 + " --prompt-ids 0,5,7 --max-new-tokens 8 --device cuda --quiet");
+    if (gpu.status == 0) {
+      const Run cpu = run("--model " + bf16 + " --prompt-ids 0,5,7 --max-new-tokens 8 --quiet");
+      CHECK(cpu.status == 0);
+      CHECK(gpu.output == cpu.output);
+    } else {
+      INFO(gpu.output);
+      CHECK(gpu.status == 1);
+      CHECK((gpu.output.find("no CUDA device is visible") != std::string::npos ||
+             gpu.output.find("built without CUDA support") != std::string::npos));
+    }
+  }
   fails_with("--model " + bf16 + " --prompt-ids 0,2000", "token id 2000 at position 1 is outside the model's vocabulary of 1024");
   fails_with("--model " + bf16 + " --prompt-ids 0,,1", "entry 1 (\"\") is not a token id");
   fails_with("--model " + bf16 + " --prompt hello", "no tokenizer.json in");
