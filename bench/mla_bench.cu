@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // MLA attention on R1's shapes (H 128, dn 128, dr 64, dv 128, kv_lora 512, page 64):
 //  - decode over the paged latent cache, T = 1, batch 1 / 16 / 64 / 128 / 256 at 4096 keys and
-//    batch 1 at 32768 keys (+ T = 2, MTP verify). FLOPs as the peer table counts them,
+//    batch 1 / 16 at 32768 keys, batch 128 at 8192 keys (+ T = 2, MTP verify). FLOPs as the peer table counts them,
 //    B * H * T * S * (2 * (L + dr) + 2 * L); bytes: the latent cache once plus q and o_lat;
 //  - prefill (expanded form), T = 4096 causal and T = 512 after a 3584-token prefix: FLOPs
 //    2 * H * visible pairs * (dn + dr + dv); bytes: q, k, v once and the output;
@@ -105,6 +105,8 @@ void register_rows() {
   add_decode(1, 32768, 1);
   add_decode(16, 32768, 1);
   add_decode(128, 4096, 2);
+  add_decode(128, 8192, 1);
+  add_decode(128, 8192, 2);
   add_prefill(4096, 0);
   add_prefill(512, 3584);
   for (int64_t t : {1, 128, 4096}) add_gemms(t);

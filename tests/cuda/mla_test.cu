@@ -463,3 +463,42 @@ TEST_CASE("expanded and absorbed forms agree on the same latents") {
     CHECK(r.rel_norm <= 2e-2);
   }
 }
+
+TEST_CASE("mla_attention_absorbed, R1 dims: zeros for rows without keys, NaN for bad pages, split and unsplit") {
+  // The tensor-core kernels for kv_lora_rank 512 / rope 64 (wgmma on sm_90a) through both the
+  // unsplit path (short sequences) and the split + combine path (long ones).
+  Stream stream;
+  const int64_t t = 2, h = 128, lat = 512, dr = 64, page = 64;
+  for (const int32_t long_len : {130, 4000}) {
+    INFO("longest sequence ", long_len);
+    const std::vector<int32_t> lens = {0, long_len, 1, long_len - 7};
+    const int64_t b = int64_t(lens.size());
+    const Cache c = make_cache(lens, page, lat + dr, 0, case_seed(91, uint64_t(long_len)));
+    Tensor ql = random_uniform<bf16>({b, t, h, lat}, case_seed(92), 1.0f).to(Space::cuda, stream);  // [B, T, H, L]
+    Tensor qp = random_uniform<bf16>({b, t, h, dr}, case_seed(93), 1.0f).to(Space::cuda, stream);   // [B, T, H, dr]
+    Tensor pages = c.pages.to(Space::cuda, stream);                                                 // [P, page, L + dr]
+    Tensor tab_h = c.tables;                                                                        // [B, max_blocks]
+    tab_h.data_as<int32_t>()[1 * c.max_blocks + 1] = -3;  // sequence 1, keys 64..127: seen by every query
+    Tensor tables = tab_h.to(Space::cuda, stream);
+    Tensor lens_d = Tensor::from_vector(lens, {b}).to(Space::cuda, stream);
+    Tensor out = Tensor::empty(DType::bf16, {b, t, h, lat}, Space::cuda, stream);  // [B, T, H, L]
+    poison(out, stream);
+    cuda::mla_attention_absorbed<bf16>(ql.view<const bf16, 4>(), qp.view<const bf16, 4>(), pages.view<const bf16, 3>(),
+                                       tables.view<const int32_t, 2>(), lens_d.view<const int32_t, 1>(), 0.04,
+                                       out.view<bf16, 4>(), stream);
+    Tensor o = out.to(Space::host, stream);
+    const bf16* p = o.data_as<bf16>();
+    const int64_t n = t * h * lat;
+    int64_t zeros0 = 0, nan1 = 0, zeros2 = 0, finite2 = 0, finite3 = 0;
+    for (int64_t i = 0; i < n; ++i) zeros0 += float(p[i]) == 0.0f;
+    for (int64_t i = 0; i < n; ++i) nan1 += std::isnan(float(p[n + i]));
+    for (int64_t i = 0; i < n / t; ++i) zeros2 += float(p[2 * n + i]) == 0.0f;
+    for (int64_t i = n / t; i < n; ++i) finite2 += std::isfinite(float(p[2 * n + i])) && float(p[2 * n + i]) != 0.0f;
+    for (int64_t i = 0; i < n; ++i) finite3 += std::isfinite(float(p[3 * n + i]));
+    CHECK(zeros0 == n);
+    CHECK(nan1 == n);
+    CHECK(zeros2 == n / t);
+    CHECK(finite2 > n / t * 9 / 10);  // key 0's latent row: a few of its values may be bf16 zeros
+    CHECK(finite3 == n);
+  }
+}

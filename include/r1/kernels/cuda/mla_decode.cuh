@@ -14,7 +14,6 @@
 // nothing to a dot product and produce zero columns that are never stored). Shared-memory rows are
 // padded by 16 bytes so ldmatrix's eight row addresses fall in distinct banks.
 #pragma once
-#pragma once
 
 #include "r1/kernels/cuda/mla_common.cuh"
 
@@ -42,6 +41,7 @@ struct DecodeParams {
   int batch, tokens, heads, lat, dr, page, num_pages, max_blocks, splits;
   float scale_log2;
   bool vec;
+  bool vec_o;  // o_lat rows 4-byte aligned with unit last stride (the sm_90a kernel stores bf16 pairs)
 };
 
 /// Keys of sequence b as the device sees them: clamped into what its block table can address.
@@ -332,6 +332,14 @@ __global__ void __launch_bounds__(128) mla_decode_combine_kernel(const DecodePar
   }
 }
 
+}  // namespace detail::mla
+}  // namespace r1::cuda
+
+#include "r1/kernels/cuda/mla_decode_sm90.cuh"
+
+namespace r1::cuda {
+namespace detail::mla {
+
 /// Any latent / rope dims: one warp per (b, t, h) row, keys one at a time (fallback only).
 __global__ void __launch_bounds__(128) mla_decode_generic_kernel(const DecodeParams p) {
   extern __shared__ __align__(16) float fsm[];
@@ -378,6 +386,51 @@ __global__ void __launch_bounds__(128) mla_decode_generic_kernel(const DecodePar
 }  // namespace detail::mla
 
 namespace detail::mla {
+
+/// The Hopper kernel (mla_decode_sm90.cuh) for R1's dims: splits of the keys from max_keys (a
+/// host bound), one wave of 1-block-per-SM CTAs where the batch allows.
+inline void launch_decode_sm90(DecodeParams p, int64_t max_keys, stream_t stream, const char* op) {
+  using C = Sm90DecodeCfg;
+  constexpr auto kernel = mla_decode_sm90_kernel<0>;
+  const KernelInfo& ki = prepare_kernel<kernel>(C::THREADS, C::SMEM, op);
+  const int64_t rows = int64_t(p.tokens) * p.heads;
+  const int64_t row_blocks = ceil_div(rows, C::BM);
+  R1_CHECK(row_blocks < (int64_t(1) << 31) && p.batch <= 65535, op, "batch ", p.batch, " x ", rows,
+           " rows is too large a grid");
+  // Splits: minimise (waves) x (key tiles per split + Q load and epilogue) + the partials' round
+  // trip (128 KB of fp32 per block written and read again, about two key tiles), in key tiles.
+  const int64_t ctas = row_blocks * p.batch;
+  const int64_t slots = int64_t(current_device().sms) * ki.blocks_per_sm;
+  const int64_t tiles = std::max<int64_t>(1, ceil_div(max_keys, C::BN));
+  const int64_t max_splits = std::clamp<int64_t>(ceil_div(max_keys, 2 * C::BN), 1, 128);
+  int best = 1;
+  double best_cost = 1e300;
+  for (int64_t s = 1; s <= max_splits; ++s) {
+    const double waves = double(ceil_div(ctas * s, slots));
+    const double cost = waves * (double(ceil_div(tiles, s)) + 1.5 + (s > 1 ? 2.0 : 0.0));
+    if (cost < best_cost * 0.98) {
+      best_cost = cost;
+      best = int(s);
+    }
+  }
+  p.splits = best;
+  Tensor part_o, part_ml;
+  if (best > 1) {
+    part_o = Tensor::empty(DType::f32, {int64_t(p.batch), int64_t(best), rows, int64_t(p.lat)}, Space::cuda, stream);
+    part_ml = Tensor::empty(DType::f32, {int64_t(p.batch), int64_t(best), rows, 2}, Space::cuda, stream);
+    p.part_o = part_o.data_as<float>();     // [batch, splits, rows, 512]
+    p.part_ml = part_ml.data_as<float>();   // [batch, splits, rows, 2]
+  } else {
+    p.part_o = nullptr;
+    p.part_ml = nullptr;
+  }
+  kernel<<<dim3(unsigned(row_blocks), unsigned(best), unsigned(p.batch)), C::THREADS, C::SMEM, stream>>>(p);
+  R1_CUDA_CHECK_LAUNCH();
+  if (best > 1) {
+    mla_decode_combine_kernel<<<dim3(unsigned(rows), unsigned(p.batch)), 128, 0, stream>>>(p);
+    R1_CUDA_CHECK_LAUNCH();
+  }
+}
 
 /// Shared by the batched and single-sequence decode entry points once p is filled: picks the
 /// kernel, the split of the keys (from max_keys, a host bound), and launches.
@@ -426,7 +479,9 @@ inline void launch_decode(DecodeParams p, int64_t max_keys, stream_t stream, con
       R1_CUDA_CHECK_LAUNCH();
     }
   };
-  if (p.lat <= 128 && p.dr <= 32) {
+  if (p.lat == Sm90DecodeCfg::LAT && p.dr == Sm90DecodeCfg::DR && p.vec && p.vec_o && binary_arch() == 90) {
+    launch_decode_sm90(p, max_keys, stream, op);
+  } else if (p.lat <= 128 && p.dr <= 32) {
     run.template operator()<128, 32>();
   } else if (p.lat <= 512 && p.dr <= 64) {
     run.template operator()<512, 64>();
@@ -515,6 +570,7 @@ void mla_attention_absorbed(View<const T, 4> q_lat, View<const T, 4> q_pe, View<
   p.o_b = o_lat.stride[0];
   p.o_t = o_lat.stride[1];
   p.o_h = o_lat.stride[2];
+  p.vec_o = M::vec_ok(o_lat);
   p.table = block_tables.data;
   p.bt_b = block_tables.stride[0];
   p.bt_s = block_tables.stride[1];
@@ -562,6 +618,7 @@ void mla_attention_absorbed(View<const T, 3> q_lat, View<const T, 3> q_pe, View<
   p.o = o_lat.data;
   p.o_t = o_lat.stride[0];
   p.o_h = o_lat.stride[1];
+  p.vec_o = M::vec_ok(o_lat);
   p.table = block_table.data;
   p.bt_s = block_table.stride[0];
   p.max_blocks = int(block_table.shape[0]);
