@@ -21,8 +21,9 @@ enum class GemmBackend : uint8_t {
   own,        ///< r1's own kernel, the best variant this GPU runs
   own_sm80,   ///< r1's own kernel with exactly the instructions an sm_80 GPU runs (bf16/f16
               ///< mma.sync, FP8 decoded in registers), on any GPU: tests the portable path
-  own_wgmma,  ///< r1's Hopper kernel (TMA + wgmma, sm_90a machine code; FP8 dense GEMM only).
-              ///< Opt-in until it is validated on a device: `own` does not pick it yet
+  own_wgmma,  ///< r1's Hopper kernels (TMA + wgmma, sm_90a machine code): the dense FP8 GEMM and
+              ///< the grouped bf16 / FP8 GEMMs. `own` does not pick them; `automatic` picks the
+              ///< grouped ones for large row counts (grouped_gemm_default_backend)
 };
 
 inline const char* gemm_backend_name(GemmBackend b) {
@@ -86,6 +87,30 @@ inline GemmBackend gemm_default_backend(GemmKind kind, int64_t m, int64_t n, int
   if (env != GemmBackend::automatic) return env;
   const int64_t own_max = kind == GemmKind::bf16 ? kOwnMaxRowsBf16 : kOwnMaxRowsFp8;
   return m <= own_max ? GemmBackend::own : GemmBackend::cublaslt;
+}
+
+/// Grouped (MoE expert) GEMMs: from this many rows in all, and this many rows per expert on
+/// average, `automatic` runs r1's Hopper TMA + wgmma grouped kernel (128-row tiles; sm_90a code
+/// and stacked weights, else the callers fall back to the mma.sync kernel). Below, the mma.sync
+/// kernel, whose tile height follows the rows per expert (decode and short prefill: few rows per
+/// expert would leave most of a 128-row tile empty).
+inline constexpr int64_t kGroupedWgmmaMinRows = 2048;
+inline constexpr int64_t kGroupedWgmmaMinRowsPerExpert = 32;
+
+/// The backend `automatic` stands for in a grouped GEMM of `rows` rows over `experts` experts,
+/// [N, K] weights. R1_GEMM_BACKEND overrides it with own, own_sm80 or own_wgmma (cublaslt has no
+/// grouped policy, so it leaves grouped GEMMs on this default).
+inline GemmBackend grouped_gemm_default_backend(GemmKind kind, int64_t rows, int64_t experts, int64_t n,
+                                                int64_t k) {
+  (void)kind;
+  (void)n;
+  (void)k;
+  const GemmBackend env = detail::env_backend();
+  if (env == GemmBackend::own || env == GemmBackend::own_sm80 || env == GemmBackend::own_wgmma) return env;
+  const int64_t active = experts < rows ? experts : rows;  // experts that can have rows
+  const int64_t per_expert = active > 0 ? rows / active : 0;
+  return rows >= kGroupedWgmmaMinRows && per_expert >= kGroupedWgmmaMinRowsPerExpert ? GemmBackend::own_wgmma
+                                                                                       : GemmBackend::own;
 }
 
 /// Compile-time GEMM policies: empty tags naming a backend.

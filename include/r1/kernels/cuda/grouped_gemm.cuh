@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: MIT
 // Definitions of the grouped (MoE expert) GEMMs declared in grouped_gemm.hpp: host checks, then
-// r1's persistent grouped mma.sync kernel (gemm_mma.cuh). src/cuda/grouped_gemm.cu defines the
-// exported functions with the *_impl functions below.
+// r1's persistent grouped mma.sync kernel (gemm_mma.cuh) or, for own_wgmma (explicit, or what
+// `automatic` picks for large row counts: grouped_gemm_default_backend), the Hopper TMA + wgmma
+// kernel (gemm_wgmma_grouped.cuh) where it applies: sm_90a machine code and stacked weights (its
+// TMA maps describe one [E, N, K] tensor; per-expert pointer tables stay on the mma.sync kernel).
+// src/cuda/grouped_gemm.cu defines the exported functions with the *_impl functions below.
 #pragma once
 
 #include <type_traits>
@@ -9,6 +12,7 @@
 #include "r1/kernels/cuda/common.hpp"
 #include "r1/kernels/cuda/fp8_operands.cuh"
 #include "r1/kernels/cuda/gemm_mma.cuh"
+#include "r1/kernels/cuda/gemm_wgmma_grouped.cuh"
 #include "r1/kernels/cuda/grouped_gemm.hpp"
 
 namespace r1::cuda::detail {
@@ -47,11 +51,23 @@ inline void check_offsets(const View<const int32_t, 1>& offsets, const char* op)
            kMaxExperts);
 }
 
+/// True when a grouped call runs on the Hopper wgmma kernel: `backend` (automatic resolved by the
+/// per-shape default) is own_wgmma, the weights (and FP8 scales) are stacked tensors, and this
+/// device runs r1's sm_90a machine code. Otherwise the mma.sync kernel runs the call: own_wgmma
+/// with pointer tables or on another GPU falls back to it rather than failing.
+inline bool grouped_uses_wgmma(GemmBackend backend, GemmKind kind, int64_t rows, int64_t experts, int64_t n,
+                               int64_t k, bool stacked) {
+  if (backend == GemmBackend::automatic) backend = grouped_gemm_default_backend(kind, rows, experts, n, k);
+  // (K == 0 has no tile for a TMA map to describe: the mma.sync kernel writes its zeros.)
+  return backend == GemmBackend::own_wgmma && stacked && k > 0 && experts <= wgmma::kMaxGroups &&
+         binary_arch() == 90;
+}
+
 inline void grouped_linear_impl(View<const bf16, 2> x, View<const int32_t, 1> offsets, const ExpertWeights<bf16>& w,
                                 View<bf16, 2> y, stream_t stream, GemmBackend backend) {
   const char* op = "cuda.grouped_linear";
-  R1_CHECK(backend != GemmBackend::cublaslt && backend != GemmBackend::own_wgmma, op, "there is no ",
-           gemm_backend_name(backend), " grouped-GEMM policy (use own, own_sm80 or automatic)");
+  R1_CHECK(backend != GemmBackend::cublaslt, op, "there is no ", gemm_backend_name(backend),
+           " grouped-GEMM policy (use own, own_sm80, own_wgmma or automatic)");
   require_device(x, op, "x");
   require_device(y, op, "y");
   require_matrix(x, op, "x");
@@ -67,6 +83,19 @@ inline void grouped_linear_impl(View<const bf16, 2> x, View<const int32_t, 1> of
   require_int32(n, op, "N");
   require_int32(k, op, "K");
   if (rows == 0 || n == 0) return;
+  if (grouped_uses_wgmma(backend, GemmKind::bf16, rows, experts, n, k, w.data != nullptr)) {
+    wgmma::GroupedParams gp;
+    gp.m = int(rows);
+    gp.n = int(n);
+    gp.groups = int(experts);
+    gp.offsets = offsets.data;
+    gp.y = y.data;
+    gp.ldy = row_stride(y);
+    gp.y_pairs = aligned_to(y.data, 4) && gp.ldy % 2 == 0;
+    wgmma::launch_grouped<false>(x.data, row_stride(x) * 2, w.data, w.row_stride * 2, w.expert_stride * 2, k * 2,
+                                 gp, stream, op);
+    return;
+  }
   mma::Params p;
   p.a = reinterpret_cast<const uint8_t*>(x.data);
   p.lda = row_stride(x) * 2;
@@ -92,8 +121,8 @@ inline void grouped_linear_fp8_native_impl(View<const fp8_e4m3, 2> xq, View<cons
                                            const ExpertWeights<float>& ws, View<bf16, 2> y, stream_t stream,
                                            GemmBackend backend) {
   const char* op = "cuda.grouped_linear_fp8_native";
-  R1_CHECK(backend != GemmBackend::cublaslt && backend != GemmBackend::own_wgmma, op, "there is no ",
-           gemm_backend_name(backend), " grouped-GEMM policy (use own, own_sm80 or automatic)");
+  R1_CHECK(backend != GemmBackend::cublaslt, op, "there is no ", gemm_backend_name(backend),
+           " grouped-GEMM policy (use own, own_sm80, own_wgmma or automatic)");
   check_offsets(offsets, op);
   const int64_t rows = xq.shape[0], k = xq.shape[1], n = y.shape[1], experts = offsets.shape[0] - 1;
   check_fp8_activations(xq, xs, y, n, op);
@@ -101,6 +130,25 @@ inline void grouped_linear_fp8_native_impl(View<const fp8_e4m3, 2> xq, View<cons
   check_experts_aligned(wq, op, "expert weights");
   check_experts(ws, experts, ceil_div(n, 128), k / 128, op, "expert weight scales");
   if (rows == 0 || n == 0) return;
+  if (grouped_uses_wgmma(backend, GemmKind::fp8_block, rows, experts, n, k, wq.data != nullptr && ws.data != nullptr)) {
+    wgmma::GroupedParams gp;
+    gp.m = int(rows);
+    gp.n = int(n);
+    gp.groups = int(experts);
+    gp.offsets = offsets.data;
+    gp.y = y.data;
+    gp.ldy = row_stride(y);
+    gp.y_pairs = aligned_to(y.data, 4) && gp.ldy % 2 == 0;
+    gp.xs = xs.data;
+    gp.xs_rs = xs.stride[0];
+    gp.xs_bs = xs.stride[1];
+    gp.ws = ws.data;
+    gp.ws_rs = ws.row_stride;
+    gp.ws_bs = 1;
+    gp.ws_group = ws.expert_stride;
+    wgmma::launch_grouped<true>(xq.data, row_stride(xq), wq.data, wq.row_stride, wq.expert_stride, k, gp, stream, op);
+    return;
+  }
   mma::Params p = fp8_params(xq, xs, y, n);
   p.b = reinterpret_cast<const uint8_t*>(wq.data);
   p.ldb = wq.row_stride;

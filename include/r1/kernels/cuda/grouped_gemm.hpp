@@ -68,7 +68,10 @@ struct ExpertWeights {
 ///                non-decreasing from 0 to R (values outside [0, R] are clamped, never followed)
 /// @param w       E weights [N, K] bf16
 /// @param y       [R, N] bf16
-/// @param backend own, own_sm80 or automatic (there is no cuBLASLt grouped policy)
+/// @param backend own, own_sm80, own_wgmma (Hopper TMA + wgmma kernel for stacked weights on
+///                sm_90a; pointer tables or other GPUs run the mma.sync kernel) or automatic
+///                (own_wgmma from large row counts, see grouped_gemm_default_backend). There is no
+///                cuBLASLt grouped policy.
 void grouped_linear(View<const bf16, 2> x, View<const int32_t, 1> offsets, const ExpertWeights<bf16>& w,
                     View<bf16, 2> y, stream_t stream, GemmBackend backend = GemmBackend::automatic);
 
@@ -86,6 +89,7 @@ void grouped_linear_fp8_native_128(View<const fp8_e4m3, 2> xq, View<const float,
 /// @param wq      E weights [N, K] e4m3
 /// @param ws      E weight scales [ceil(N / 128), K / 128] f32
 /// @param y       [R, N] bf16
+/// @param backend as for grouped_linear (own_wgmma needs stacked wq and ws)
 template <int BN, int BK>
 void grouped_linear_fp8_native(View<const fp8_e4m3, 2> xq, View<const float, 2> xs, View<const int32_t, 1> offsets,
                                const ExpertWeights<fp8_e4m3>& wq, const ExpertWeights<float>& ws, View<bf16, 2> y,
