@@ -2,10 +2,14 @@
 // r1::cuda::grouped_linear (bf16) and grouped_linear_fp8_native against the ref twins run expert by
 // expert on the same rows: random routing with empty experts, all rows on one expert, 256 experts,
 // stacked and per-expert-pointer weights, R1's expert shapes, replay of a captured CUDA graph with
-// new routing written on the device, and the argument errors.
+// new routing written on the device, the argument errors, and the grouped dispatch default. The
+// Hopper wgmma grouped kernel (own_wgmma) is tested in its own program, grouped_gemm_wgmma_test.cu
+// (a trap there ends the CUDA context); the cases here name own / own_sm80, or stay below the row
+// counts where `automatic` picks it.
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <numeric>
 #include <vector>
 
@@ -263,4 +267,23 @@ TEST_CASE("grouped_linear: bad arguments are r1::Errors") {
                         cuda::ExpertWeights<fp8_e4m3>::stacked(wq.view<const fp8_e4m3, 3>()),
                         cuda::ExpertWeights<float>::stacked(ws.view<const float, 3>()), y.view<bf16, 2>(), stream)),
                     doctest::Contains("not a multiple of the 128"));
+}
+
+TEST_CASE("grouped GEMM dispatch: automatic picks the Hopper kernel only for many rows per expert") {
+  if (std::getenv("R1_GEMM_BACKEND") != nullptr) {
+    MESSAGE("R1_GEMM_BACKEND overrides the default; skipped");
+    return;
+  }
+  using cuda::GemmKind;
+  using cuda::grouped_gemm_default_backend;
+  // R1 prefill, T = 4096: 32768 rows over 256 experts (128 per expert)
+  CHECK(grouped_gemm_default_backend(GemmKind::fp8_block, 32768, 256, 2048, 7168) == GemmBackend::own_wgmma);
+  CHECK(grouped_gemm_default_backend(GemmKind::bf16, 32768, 256, 7168, 2048) == GemmBackend::own_wgmma);
+  // decode and short prefill: few rows per expert stay on the mma.sync kernel's short tiles
+  CHECK(grouped_gemm_default_backend(GemmKind::fp8_block, 128, 256, 2048, 7168) == GemmBackend::own);
+  CHECK(grouped_gemm_default_backend(GemmKind::fp8_block, 2048, 256, 2048, 7168) == GemmBackend::own);
+  CHECK(grouped_gemm_default_backend(GemmKind::fp8_block, cuda::kGroupedWgmmaMinRows - 1, 1, 2048, 7168) ==
+        GemmBackend::own);
+  CHECK(grouped_gemm_default_backend(GemmKind::fp8_block, cuda::kGroupedWgmmaMinRows, 1, 2048, 7168) ==
+        GemmBackend::own_wgmma);
 }
