@@ -5,6 +5,9 @@
 // compared with tools/peer_baselines.py's torch._grouped_mm MoE row of the same T (that row also
 // runs the permutation, SwiGLU and combine, so the ratio flatters r1 by their cost). Bytes count
 // the weights of the experts that receive tokens, once, plus activations in and out.
+// Backends: "own" rows run r1's mma.sync grouped kernel (GemmBackend::own), "own_wgmma" rows the
+// Hopper TMA + wgmma grouped kernel (sm_90a; T = 256 and 4096), registered last so that a trap in
+// it cannot cost the other rows. `automatic` (what moe_bench's layer runs) picks between the two.
 #include <random>
 #include <string>
 #include <vector>
@@ -85,11 +88,12 @@ bench::Work moe_work(const Routing& r, Which which, double elem_bytes, bool fp8)
   return w;
 }
 
-void add_bf16(int64_t tokens, Which which) {
+void add_bf16(int64_t tokens, Which which, GemmBackend backend = GemmBackend::own) {
   const std::string shape = "T" + std::to_string(tokens) + " e256 top8";
   const std::string kernel = std::string("moe_") + which_name(which) + "_bf16";
   const std::string peer = which == Which::both ? "torch _grouped_mm MoE T" + std::to_string(tokens) : "";
-  bench::add_row(kernel + "/own/" + shape, [=](benchmark::State& st) {
+  const std::string bname = cuda::gemm_backend_name(backend);
+  bench::add_row(kernel + "/" + bname + "/" + shape, [=](benchmark::State& st) {
     const Routing r = make_routing(tokens);
     Bf16Experts& e = bf16_experts();
     Tensor x = bench::random_device(DType::bf16, {r.rows, kHidden}, 1);
@@ -101,17 +105,22 @@ void add_bf16(int64_t tokens, Which which) {
     bench::Timer& tm = bench::timer();
     const auto off = r.offsets.view<const int32_t, 1>();
     const double s = tm.median([&] {
-      if (which != Which::down) cuda::grouped_linear(x.view<const bf16, 2>(), off, w13, y13.view<bf16, 2>(), tm.stream());
-      if (which != Which::gate_up) cuda::grouped_linear(h.view<const bf16, 2>(), off, w2, y2.view<bf16, 2>(), tm.stream());
+      if (which != Which::down) {
+        cuda::grouped_linear(x.view<const bf16, 2>(), off, w13, y13.view<bf16, 2>(), tm.stream(), backend);
+      }
+      if (which != Which::gate_up) {
+        cuda::grouped_linear(h.view<const bf16, 2>(), off, w2, y2.view<bf16, 2>(), tm.stream(), backend);
+      }
     });
-    bench::report(st, s, moe_work(r, which, 2.0, false), {kernel, shape, "own", peer});
+    bench::report(st, s, moe_work(r, which, 2.0, false), {kernel, shape, bname, peer});
   });
 }
 
-void add_fp8(int64_t tokens, Which which) {
+void add_fp8(int64_t tokens, Which which, GemmBackend backend = GemmBackend::own) {
   const std::string shape = "T" + std::to_string(tokens) + " e256 top8";
   const std::string kernel = std::string("moe_") + which_name(which) + "_fp8";
-  bench::add_row(kernel + "/own/" + shape, [=](benchmark::State& st) {
+  const std::string bname = cuda::gemm_backend_name(backend);
+  bench::add_row(kernel + "/" + bname + "/" + shape, [=](benchmark::State& st) {
     const Routing r = make_routing(tokens);
     Fp8Experts& e = fp8_experts();
     Tensor xq = bench::random_device(DType::f8_e4m3, {r.rows, kHidden}, 1);
@@ -131,14 +140,14 @@ void add_fp8(int64_t tokens, Which which) {
     const double s = tm.median([&] {
       if (which != Which::down) {
         cuda::grouped_linear_fp8_native<128, 128>(xq.view<const fp8_e4m3, 2>(), xsv, off, q13, s13,
-                                                  y13.view<bf16, 2>(), tm.stream());
+                                                  y13.view<bf16, 2>(), tm.stream(), backend);
       }
       if (which != Which::gate_up) {
         cuda::grouped_linear_fp8_native<128, 128>(hq.view<const fp8_e4m3, 2>(), hsv, off, q2, s2, y2.view<bf16, 2>(),
-                                                  tm.stream());
+                                                  tm.stream(), backend);
       }
     });
-    bench::report(st, s, moe_work(r, which, 1.0, true), {kernel, shape, "own", ""});
+    bench::report(st, s, moe_work(r, which, 1.0, true), {kernel, shape, bname, ""});
   });
 }
 
@@ -147,6 +156,11 @@ void register_rows() {
     for (Which w : {Which::gate_up, Which::down, Which::both}) add_bf16(t, w);
   for (int64_t t : {16, 256, 4096})
     for (Which w : {Which::gate_up, Which::down, Which::both}) add_fp8(t, w);
+  // The Hopper grouped kernels last (own process state: a trap ends the CUDA context).
+  for (int64_t t : {256, 4096})
+    for (Which w : {Which::gate_up, Which::down, Which::both}) add_fp8(t, w, GemmBackend::own_wgmma);
+  for (int64_t t : {256, 4096})
+    for (Which w : {Which::gate_up, Which::down, Which::both}) add_bf16(t, w, GemmBackend::own_wgmma);
 }
 
 }  // namespace
