@@ -65,7 +65,8 @@ void add_prefill(int64_t t, int64_t prefix) {
     bench::Work w;
     w.flops = 2.0 * double(H) * pairs * double(DN + DR + DV);
     w.bytes = 2.0 * (double(t * H * (DN + DR)) + double(s * H * (DN + DV)) + double(s * DR) + double(t * H * DV));
-    bench::report(st, sec, w, {"mla_prefill", shape, "own", ""});
+    const std::string peer = prefix == 0 && (t == 4096 || t == 1024) ? "torch SDPA MLA prefill T" + std::to_string(t) : "";
+    bench::report(st, sec, w, {"mla_prefill", shape, "own", peer});
   });
 }
 
@@ -108,6 +109,7 @@ void register_rows() {
   add_decode(128, 8192, 1);
   add_decode(128, 8192, 2);
   add_prefill(4096, 0);
+  add_prefill(1024, 0);
   add_prefill(512, 3584);
   for (int64_t t : {1, 128, 4096}) add_gemms(t);
 }

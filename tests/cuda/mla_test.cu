@@ -173,6 +173,11 @@ TEST_CASE("mla_attention_expanded matches the ref twin") {
     check_expanded(129, 16, 128, 64, 128, 0, stream);
     check_expanded(128, 8, 128, 64, 128, 1000, stream);  // chunked prefill: a cached prefix
     check_expanded(2, 128, 128, 64, 128, 4000, stream);
+    // several 128-query / 128-key tiles (the sm_90a kernel's), partial last tiles, diagonal tiles
+    // that do not start at a tile edge (q_start % 128 != 0)
+    check_expanded(300, 3, 128, 64, 128, 0, stream);
+    check_expanded(200, 2, 128, 64, 128, 777, stream);
+    check_expanded(1024, 1, 128, 64, 128, 0, stream);
   }
   SUBCASE("dims beyond the tensor-core kernels: fallback") {
     check_expanded(9, 2, 192, 64, 160, 4, stream);

@@ -2,7 +2,8 @@
 // MLA prefill attention on the GPU (mla_attention_expanded, declared in mla.hpp; instantiated in
 // src/cuda/mla_prefill.cu).
 //
-// Prefill (mla_attention_expanded): one block of 4 warps per (64-query tile, head). Q [64, DQK]
+// Prefill (mla_attention_expanded), sm_80 path and small or odd dims (R1's dims on sm_90a go to
+// mla_prefill_sm90.cuh): one block of 4 warps per (64-query tile, head). Q [64, DQK]
 // stays in shared memory; K [64, DQK] and V [64, DV] tiles are double-buffered with cp.async. Each
 // warp owns 16 query rows: S = Q K^T (m16n8k16, fp32), causal mask, online softmax in the log2
 // domain, P re-packed from the S accumulators into A fragments (no shared-memory round trip), and
@@ -14,6 +15,7 @@
 #pragma once
 
 #include "r1/kernels/cuda/mla_common.cuh"
+#include "r1/kernels/cuda/mla_prefill_sm90.cuh"
 
 namespace r1::cuda {
 
@@ -320,6 +322,12 @@ void mla_attention_expanded(View<const T, 3> q_nope, View<const T, 3> q_pe, View
   p.scale_log2 = float(scale) * M::kLog2e;
   p.vec = dn % 8 == 0 && dr % 8 == 0 && dv % 8 == 0 && M::vec_ok(q_nope) && M::vec_ok(k_nope) && M::vec_ok(v) &&
           (dr == 0 || (M::vec_ok(q_pe) && M::vec_ok(k_pe)));
+
+  // Hopper: TMA + wgmma kernel on R1's dims (mla_prefill_sm90.cuh); everything else below.
+  if (detail::mla_sm90::usable(q_nope, q_pe, k_nope, k_pe, v, out)) {
+    detail::mla_sm90::launch(q_nope, q_pe, k_nope, k_pe, v, p.scale_log2, q_start, out, stream, op);
+    return;
+  }
 
   const auto run = [&]<int DQK, int DV>() {
     using Cfg = M::PrefillCfg<DQK, DV>;

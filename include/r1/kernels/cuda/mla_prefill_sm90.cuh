@@ -1,0 +1,349 @@
+// SPDX-License-Identifier: MIT
+// MLA prefill attention for Hopper (sm_90a) on R1's head dims (dn 128, dr 64, dv 128): the
+// FlashAttention-3 structure, written for r1 (mla_prefill.cuh dispatches here when the machine code
+// is sm_90a, the dims are R1's and every operand is TMA-describable).
+//
+// One thread block per (128-query tile, head), three warpgroups:
+//  - warpgroup 0, one thread: the producer. TMA loads Q [128, 192] once (q_nope columns 0..127 and
+//    q_pe 0..63 as three 128 x 64 boxes), then for every 128-key tile K [128, 192] (k_nope, k_pe
+//    shared by the heads) and V [128, 128] into a two-stage ring (mbarriers `full` / `empty`).
+//    The tensor maps are 3-D (dim, head, row) with the views' strides, so the column slices of the
+//    layer's [T, H, 192] and [S, H, 256] tensors are read in place; rows past the end arrive as zeros.
+//  - warpgroups 1 and 2: consumers of 64 query rows each. Per key tile: S = Q K^T with twelve
+//    wgmma.m64n128k16 (both operands K-major in shared memory, 128-byte swizzled as TMA wrote them),
+//    causal mask (only on tiles that cross the diagonal or the last key), online softmax in fp32 in
+//    registers (log2 domain), P re-packed from the S accumulators into wgmma A fragments, and
+//    O += P V with wgmma's register-A form; V [keys, dv] is the MN-major B operand (imm-trans-b),
+//    issued as two n64 halves so that each spans one 64-column swizzle atom.
+// Query tiles run heaviest (latest) first within a head; blocks of a head run together, so its K/V
+// tiles are read from HBM about once and from L2 by the other query tiles.
+// Every mbarrier wait is bounded (gemm_wgmma.cuh's mbar_wait): a protocol error traps.
+#pragma once
+
+#include <cstdlib>
+
+#include "r1/kernels/cuda/gemm_wgmma.cuh"
+#include "r1/kernels/cuda/mla_common.cuh"
+
+namespace r1::cuda::detail::mla_sm90 {
+
+namespace W = detail::wgmma;
+
+inline constexpr int BM = 128, BN = 128, DN = 128, DR = 64, DV = 128, STAGES = 2, THREADS = 384;
+inline constexpr int SUB = 128 * 128;  // bytes of one 128-row x 64-column bf16 box (128-byte rows)
+inline constexpr int Q_BYTES = 3 * SUB, K_BYTES = 3 * SUB, V_BYTES = 2 * SUB;
+inline constexpr int STAGE_BYTES = K_BYTES + V_BYTES;
+inline constexpr int BAR_BYTES = 8 * (1 + 2 * STAGES);
+inline constexpr int SMEM = 1024 /* alignment slack */ + Q_BYTES + STAGES * STAGE_BYTES + BAR_BYTES;
+
+struct Params {
+  bf16* o;  // [tokens, heads, 128], element (t, h, c) at o[t * o_t + h * o_h + c]
+  int64_t o_t, o_h;
+  int tokens, keys, q_start;
+  float scale_log2;  // scale * log2(e)
+};
+
+/// 3-D TMA load of the box at (c0 = column, c1 = head, c2 = row), completing on `bar`.
+__device__ __forceinline__ void tma_load_3d(uint32_t dst, const CUtensorMap* map, uint32_t bar, int c0, int c1,
+                                            int c2) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4, %5}], [%2];\n" ::
+          "r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(bar), "r"(c0), "r"(c1), "r"(c2)
+      : "memory");
+}
+
+/// Descriptor of an MN-major (N contiguous) 128-byte-swizzled B tile: rows of 64 bf16 (128 bytes)
+/// along N, consecutive K rows 128 bytes apart, 8-row groups 1024 bytes apart. With N = 64 one
+/// swizzle atom spans the whole N extent, so only the K-group stride matters; PTX names that stride
+/// the leading offset for some layouts and the stride offset for others, so both fields carry 1024.
+__device__ __forceinline__ uint64_t smem_desc_mn_sw128(uint32_t addr) {
+  return uint64_t((addr >> 4) & 0x3fffu) | (uint64_t(1024 >> 4) << 16) | (uint64_t(1024 >> 4) << 32) |
+         (uint64_t(1) << 62);
+}
+
+template <int N>
+__device__ __forceinline__ void fence_regs(float (&d)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
+}
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+/// d (+)= A . B, m64n128k16 bf16 -> fp32: A 64 x 16 and B 128 x 16, both K-major in shared memory
+/// (descriptors); scale_d == 0 overwrites d.
+__device__ __forceinline__ void wgmma_m64n128k16_ss(float (&d)[64], uint64_t da, uint64_t db, int scale_d) {
+  asm volatile(
+      "{\n .reg .pred p;\n setp.ne.b32 p, %66, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+      "%64, %65, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "l"(da), "l"(db), "r"(scale_d));
+}
+
+/// d (+)= A . B, m64n64k16 bf16 -> fp32: A 64 x 16 from registers (per warp the mma.sync
+/// m16n8k16 A fragment), B 16 x 64 MN-major in shared memory (descriptor, imm-trans-b = 1).
+__device__ __forceinline__ void wgmma_m64n64k16_rs_tb(float (&d)[32], const uint32_t (&a)[4], uint64_t db,
+                                                      int scale_d) {
+  asm volatile(
+      "{\n .reg .pred p;\n setp.ne.b32 p, %37, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
+      "{%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(scale_d));
+}
+#endif  // __CUDA_ARCH_FEAT_SM90_ALL
+
+// (a template only so that the header can be included by several translation units)
+template <int = 0>
+__global__ void __launch_bounds__(THREADS, 1)
+    prefill_kernel(const __grid_constant__ CUtensorMap map_qn, const __grid_constant__ CUtensorMap map_qp,
+                   const __grid_constant__ CUtensorMap map_kn, const __grid_constant__ CUtensorMap map_kp,
+                   const __grid_constant__ CUtensorMap map_v, const Params p) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  extern __shared__ __align__(1024) char smem_raw[];
+  // 128-byte swizzled TMA destinations (and the descriptors' swizzle phase) want 1024-byte alignment.
+  const uint32_t base = (smem_u32(smem_raw) + 1023u) & ~1023u;
+  const uint32_t sq = base, skv = base + Q_BYTES, bars = skv + STAGES * STAGE_BYTES;
+  const auto k_addr = [&](int s) { return skv + uint32_t(s) * STAGE_BYTES; };
+  const auto v_addr = [&](int s) { return skv + uint32_t(s) * STAGE_BYTES + K_BYTES; };
+  const uint32_t bar_q = bars;
+  const auto full = [&](int s) { return bars + 8u + uint32_t(s) * 8u; };
+  const auto empty = [&](int s) { return bars + 8u + uint32_t(STAGES + s) * 8u; };
+
+  const int h = int(blockIdx.y);
+  const int m0 = (int(gridDim.x) - 1 - int(blockIdx.x)) * BM;  // heaviest (latest) queries first
+  const int rows_here = min(BM, p.tokens - m0);
+  const int kv_end = min(p.keys, p.q_start + m0 + rows_here);  // keys any row of the tile sees
+  const int nj = (kv_end + BN - 1) / BN;
+
+  if (threadIdx.x == 0) {
+    W::mbar_init(bar_q, 1);
+    for (int s = 0; s < STAGES; ++s) {
+      W::mbar_init(full(s), 1);   // the producer's arrive.expect_tx; the TMA bytes complete the phase
+      W::mbar_init(empty(s), 8);  // one arrive per consumer warp
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+
+  const int wg = int(threadIdx.x) / 128;
+  // Registers move from the producer (which needs few) to the consumers (S, O and P fragments:
+  // 160 live values); 128 x 24 + 256 x 240 fits the 384 x 168 the block was launched with.
+  if (wg == 0) {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n" ::: "memory");
+    if (threadIdx.x == 0) {
+      W::mbar_expect_tx(bar_q, Q_BYTES);
+      tma_load_3d(sq, &map_qn, bar_q, 0, h, m0);
+      tma_load_3d(sq + SUB, &map_qn, bar_q, 64, h, m0);
+      tma_load_3d(sq + 2 * SUB, &map_qp, bar_q, 0, h, m0);
+      for (int j = 0; j < nj; ++j) {
+        const int s = j % STAGES;
+        const uint32_t phase = uint32_t(j / STAGES) & 1u;
+        W::mbar_wait(empty(s), phase ^ 1u);  // a fresh barrier counts its previous phase as complete
+        W::mbar_expect_tx(full(s), STAGE_BYTES);
+        const int n0 = j * BN;
+        tma_load_3d(k_addr(s), &map_kn, full(s), 0, h, n0);
+        tma_load_3d(k_addr(s) + SUB, &map_kn, full(s), 64, h, n0);
+        tma_load_3d(k_addr(s) + 2 * SUB, &map_kp, full(s), 0, 0, n0);
+        tma_load_3d(v_addr(s), &map_v, full(s), 0, h, n0);
+        tma_load_3d(v_addr(s) + SUB, &map_v, full(s), 64, h, n0);
+      }
+    }
+    return;
+  }
+
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 240;\n" ::: "memory");
+  // Consumers: warpgroup c owns query rows m0 + 64c .. m0 + 64c + 63.
+  const int c = wg - 1;
+  const int t = int(threadIdx.x) % 128, warp = t / 32, lane = t % 32, tq = lane % 4;
+  // accumulator element i of this thread: row 16 * warp + lane / 4 (+ 8 when i & 2),
+  // column 8 * (i / 4) + 2 * (lane % 4) + (i & 1)
+  const int row0 = m0 + 64 * c + 16 * warp + lane / 4;  // token of this thread's first row; second: + 8
+  const int pos0 = p.q_start + row0;                    // its position = last key it sees
+  const int wg_first_pos = p.q_start + m0 + 64 * c;     // keys up to here are visible to every row
+  float o[2][32];  // O columns 0..63 and 64..127
+#pragma unroll
+  for (int i = 0; i < 32; ++i) o[0][i] = o[1][i] = 0.0f;
+  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
+
+  W::mbar_wait(bar_q, 0);
+  for (int j = 0; j < nj; ++j) {
+    const int s = j % STAGES;
+    const uint32_t phase = uint32_t(j / STAGES) & 1u;
+    W::mbar_wait(full(s), phase);
+
+    // zeroed although the first wgmma overwrites it: undefined inputs made ptxas serialize the wgmmas
+    float sacc[64];
+#pragma unroll
+    for (int i = 0; i < 64; ++i) sacc[i] = 0.0f;
+    W::wgmma_fence();
+#pragma unroll
+    for (int ks = 0; ks < (DN + DR) / 16; ++ks) {
+      const uint32_t off = uint32_t(ks / 4) * SUB + uint32_t(ks % 4) * 32u;  // 64-column box, then 16 columns
+      wgmma_m64n128k16_ss(sacc, W::smem_desc_sw128(sq + uint32_t(64 * c) * 128u + off),
+                          W::smem_desc_sw128(k_addr(s) + off), ks);
+    }
+    W::wgmma_commit();
+    W::wgmma_wait_all();
+    fence_regs(sacc);
+
+    // scale, mask (causal and past the keys, only where a tile crosses them), row max
+    const int n0 = j * BN;
+    const bool mask = n0 + BN - 1 > wg_first_pos || n0 + BN > p.keys;
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int i = 0; i < 64; ++i) {
+      float x = sacc[i] * p.scale_log2;
+      if (mask) {
+        const int key = n0 + 8 * (i / 4) + 2 * tq + (i & 1);
+        if (key > pos0 + ((i & 2) ? 8 : 0) || key >= p.keys) x = -INFINITY;
+      }
+      sacc[i] = x;
+      mx[(i >> 1) & 1] = fmaxf(mx[(i >> 1) & 1], x);
+    }
+    float alpha[2], m_use[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+      const float m_new = fmaxf(m_run[r], mx[r]);
+      m_use[r] = m_new == -INFINITY ? 0.0f : m_new;  // a row with nothing visible yet stays empty
+      alpha[r] = exp2f(m_run[r] - m_use[r]);
+      m_run[r] = m_new;
+    }
+    float rs[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int i = 0; i < 64; ++i) {
+      const float pe = exp2f(sacc[i] - m_use[(i >> 1) & 1]);
+      sacc[i] = pe;
+      rs[(i >> 1) & 1] += pe;
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) l_run[r] = l_run[r] * alpha[r] + rs[r];
+#pragma unroll
+    for (int i = 0; i < 32; ++i) {
+      o[0][i] *= alpha[(i >> 1) & 1];
+      o[1][i] *= alpha[(i >> 1) & 1];
+    }
+    // P as wgmma A fragments: k-step kk (keys 16kk .. 16kk + 15) is S's column tiles 2kk, 2kk + 1.
+    uint32_t pa[8][4];
+#pragma unroll
+    for (int kk = 0; kk < 8; ++kk) {
+#pragma unroll
+      for (int r = 0; r < 4; ++r) pa[kk][r] = mla::pack_bf16(sacc[8 * kk + 2 * r], sacc[8 * kk + 2 * r + 1]);
+    }
+    fence_regs(o[0]);
+    fence_regs(o[1]);
+    W::wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; ++kk) {
+#pragma unroll
+      for (int hv = 0; hv < 2; ++hv) {
+        wgmma_m64n64k16_rs_tb(o[hv], pa[kk], smem_desc_mn_sw128(v_addr(s) + uint32_t(hv) * SUB + uint32_t(kk) * 2048u),
+                              1);
+      }
+    }
+    W::wgmma_commit();
+    W::wgmma_wait_all();
+    fence_regs(o[0]);
+    fence_regs(o[1]);
+    if (lane == 0) W::mbar_arrive(empty(s));  // this warp's reads of slot s are done
+  }
+
+  // normalize and store
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    l_run[r] += __shfl_xor_sync(0xffffffffu, l_run[r], 1);
+    l_run[r] += __shfl_xor_sync(0xffffffffu, l_run[r], 2);
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int tok = row0 + 8 * r;
+    if (tok >= p.tokens) continue;
+    const float inv = l_run[r] > 0.0f ? 1.0f / l_run[r] : 0.0f;
+    bf16* dst = p.o + int64_t(tok) * p.o_t + int64_t(h) * p.o_h;
+#pragma unroll
+    for (int hv = 0; hv < 2; ++hv) {
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+        const int col = 64 * hv + 8 * nt + 2 * tq;
+        *reinterpret_cast<uint32_t*>(dst + col) =
+            mla::pack_bf16(o[hv][4 * nt + 2 * r] * inv, o[hv][4 * nt + 2 * r + 1] * inv);
+      }
+    }
+  }
+#else
+  (void)map_qn;
+  (void)map_qp;
+  (void)map_kn;
+  (void)map_kp;
+  (void)map_v;
+  (void)p;
+  __trap();
+#endif
+}
+
+// ---------------------------------------------------------------------------------------------
+// Host
+
+/// TMA map of a bf16 [rows, heads, dim] view (unit last stride; head and row strides in elements)
+/// in boxes of 128 rows x one head x 64 columns, 128-byte swizzled; rows past the end read as zeros.
+inline CUtensorMap tensor_map_rhd(const bf16* base, int64_t rows, int64_t heads, int64_t dim, int64_t h_stride,
+                                  int64_t r_stride, const char* op) {
+  // A dimension of extent 1 may carry any stride in a View; the map still needs a 16-byte multiple.
+  if (heads == 1) h_stride = round_up(dim, 8);
+  if (rows == 1) r_stride = round_up(heads * h_stride, 8);
+  CUtensorMap map{};
+  const cuuint64_t dims[3] = {cuuint64_t(dim), cuuint64_t(heads), cuuint64_t(rows)};
+  const cuuint64_t strides[2] = {cuuint64_t(h_stride * 2), cuuint64_t(r_stride * 2)};
+  const cuuint32_t box[3] = {64, 1, 128};
+  const cuuint32_t elem_strides[3] = {1, 1, 1};
+  const CUresult r = W::tensor_map_encoder()(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, const_cast<bf16*>(base), dims,
+                                             strides, box, elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                                             CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                                             CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  R1_CHECK(r == CUDA_SUCCESS, op, "cuTensorMapEncodeTiled failed (error ", int(r), ") for a [", rows, ", ", heads,
+           ", ", dim, "] operand with strides ", r_stride, ", ", h_stride);
+  return map;
+}
+
+/// Whether the Hopper kernel takes this call: sm_90a machine code, R1's head dims, operands that
+/// TMA can describe (16-byte aligned bases and strides), pair stores of the output. Setting
+/// R1_MLA_PREFILL_SM90=0 forces the mma.sync kernel (for comparisons).
+inline bool usable(const View<const bf16, 3>& qn, const View<const bf16, 3>& qp, const View<const bf16, 3>& kn,
+                   const View<const bf16, 2>& kp, const View<const bf16, 3>& v, const View<bf16, 3>& out) {
+  if (qn.shape[2] != DN || qp.shape[2] != DR || v.shape[2] != DV) return false;
+  if (const char* e = std::getenv("R1_MLA_PREFILL_SM90"); e && e[0] == '0') return false;
+  if (!(mla::vec_ok(qn) && mla::vec_ok(qp) && mla::vec_ok(kn) && mla::vec_ok(kp) && mla::vec_ok(v) &&
+        mla::vec_ok(out)))
+    return false;
+  return binary_arch() == 90;
+}
+
+inline void launch(const View<const bf16, 3>& qn, const View<const bf16, 3>& qp, const View<const bf16, 3>& kn,
+                   const View<const bf16, 2>& kp, const View<const bf16, 3>& v, float scale_log2, int64_t q_start,
+                   const View<bf16, 3>& out, stream_t stream, const char* op) {
+  const int64_t tokens = qn.shape[0], heads = qn.shape[1], keys = kn.shape[0];
+  constexpr auto kernel = prefill_kernel<0>;
+  (void)prepare_kernel<kernel>(THREADS, SMEM, op);
+  const CUtensorMap mqn = tensor_map_rhd(qn.data, tokens, heads, DN, qn.stride[1], qn.stride[0], op);
+  const CUtensorMap mqp = tensor_map_rhd(qp.data, tokens, heads, DR, qp.stride[1], qp.stride[0], op);
+  const CUtensorMap mkn = tensor_map_rhd(kn.data, keys, heads, DN, kn.stride[1], kn.stride[0], op);
+  const CUtensorMap mkp = tensor_map_rhd(kp.data, keys, 1, DR, 0, kp.stride[0], op);
+  const CUtensorMap mv = tensor_map_rhd(v.data, keys, heads, DV, v.stride[1], v.stride[0], op);
+  Params p{};
+  p.o = out.data;
+  p.o_t = out.stride[0];
+  p.o_h = out.stride[1];
+  p.tokens = int(tokens);
+  p.keys = int(keys);
+  p.q_start = int(q_start);
+  p.scale_log2 = scale_log2;
+  const dim3 grid(unsigned(ceil_div(tokens, BM)), unsigned(heads));
+  kernel<<<grid, THREADS, SMEM, stream>>>(mqn, mqp, mkn, mkp, mv, p);
+  R1_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace r1::cuda::detail::mla_sm90
