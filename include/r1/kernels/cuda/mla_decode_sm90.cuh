@@ -73,6 +73,20 @@ __device__ __forceinline__ void wgmma_m64n32k16_bf16(float (&d)[16], uint64_t da
 #endif
 }
 
+/// d[64 x 64] (+)= A . B^T, A 64 x 16 and B 64 x 16 both K-major in shared memory (descriptors).
+__device__ __forceinline__ void wgmma_m64n64k16_bf16(float (&d)[32], uint64_t da, uint64_t db, int scale_d) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile(
+      "{\n .reg .pred p;\n setp.ne.b32 p, %34, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+      : "l"(da), "l"(db), "r"(scale_d));
+#else
+  (void)d, (void)da, (void)db, (void)scale_d;
+  __trap();
+#endif
+}
+
 /// d[64 x 256] (+)= A . B, A 64 x 16 K-major and B 16 x 256 N-major (transposed) in shared memory.
 __device__ __forceinline__ void wgmma_m64n256k16_bf16_nb(float (&d)[128], uint64_t da, uint64_t db, int scale_d) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -101,7 +115,8 @@ __global__ void __launch_bounds__(256, 1) mla_decode_sm90_kernel(const DecodePar
   float* red_sum = red_max + 2 * BM;                                                // [2 warpgroups][BM]
   int* s_bad = reinterpret_cast<int*>(red_sum + 2 * BM);                            // [2 buffers][BN]
 
-  const int tid = int(threadIdx.x), wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31;
+  // wg through a shuffle: provably warp-uniform, so ptxas keeps the wgmma of the role branches async
+  const int tid = int(threadIdx.x), wg = __shfl_sync(0xffffffffu, tid >> 7, 0), warp = (tid >> 5) & 3, lane = tid & 31;
   const int g = lane >> 2, tq = lane & 3;
   const int rb = int(blockIdx.x), split = int(blockIdx.y), b = int(blockIdx.z);
   const int rows_total = p.tokens * p.heads;
@@ -129,156 +144,200 @@ __global__ void __launch_bounds__(256, 1) mla_decode_sm90_kernel(const DecodePar
     return;
   }
 
-  // Q [64 rows, 576] = [q_lat || q_pe] per row (t, h); rows past the data are zeros. Four threads
-  // per row, each 18 of its 72 chunks.
-  const int lr = tid >> 2, lq = tid & 3;
-  {
-    const int gr = rb * BM + lr;
-    const bf16 *ql = nullptr, *qp = nullptr;
-    if (gr < rows_total) {
-      const int t = gr / p.heads, h = gr % p.heads;
-      ql = p.ql + int64_t(b) * p.ql_b + int64_t(t) * p.ql_t + int64_t(h) * p.ql_h;
-      qp = p.qp + int64_t(b) * p.qp_b + int64_t(t) * p.qp_t + int64_t(h) * p.qp_h;
-    }
-#pragma unroll
-    for (int i = 0; i < C::UNITS / 4; ++i) {
-      const int u = i * 4 + lq;
-      const bf16* src = ql ? (u < C::LAT / 8 ? ql + u * 8 : qp + (u - C::LAT / 8) * 8) : nullptr;
-      cp_async16(sQ + sw_off(lr, u), src ? src : p.pages, src != nullptr);
-    }
-  }
-  // Key tile j [64 keys, 576] into buffer buf; keys past the split or on bad pages are zeros
-  // (a bad page's keys score NaN below, which P . V carries into the output).
-  const auto load_k = [&](int j, int buf) {
-    const int s = k0 + j * BN + lr;
-    const bf16* row = nullptr;
-    int bad = 0;
-    if (s < k_end) {
-      const int pg = p.table[int64_t(b) * p.bt_b + int64_t(s / p.page) * p.bt_s];
-      bad = pg < 0 || pg >= p.num_pages;
-      if (!bad) row = p.pages + int64_t(pg) * p.pg_p + int64_t(s % p.page) * p.pg_r;
-    }
-    if (lq == 0) s_bad[buf * BN + lr] = bad;
-    const uint32_t kb = sK + uint32_t(buf) * C::TILE;
-#pragma unroll
-    for (int i = 0; i < C::UNITS / 4; ++i) {
-      const int u = i * 4 + lq;
-      cp_async16(kb + sw_off(lr, u), row ? row + u * 8 : p.pages, row != nullptr);
-    }
-  };
+  // Warp specialisation (FlashMLA's split of the work): warpgroup 0 scores each tile (S = Q K^T,
+  // all 64 keys), runs the softmax, writes P and the rescale factors, and adds P . V into output
+  // columns 0..255; warpgroup 1 gathers the tiles and adds P . V into columns 256..511. Its
+  // product for tile j overlaps warpgroup 0's scores of tile j + 1 on the tensor cores.
+  // Named barriers (bar.sync waits, bar.arrive signals; 256 = both warpgroups):
+  //   FULL + b : tile in buffer b (and Q) landed           (1 arrives, 0 waits)
+  //   P_READY  : P and alpha of tile j written             (0 arrives, 1 waits)
+  //   P_FREE   : warpgroup 1 is done reading them          (1 arrives, 0 waits before tile j + 1)
+  //   EMPTY + b: warpgroup 0 is done with buffer b         (0 arrives, 1 waits before refilling it)
+  //   LOADER   : warpgroup 1's own loads landed (128 threads)
+  constexpr int FULL = 1, P_READY = 3, P_FREE = 4, EMPTY = 5, LOADER = 7;
+  const auto bar_sync = [](int id, int n) { asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory"); };
+  const auto bar_arrive = [](int id, int n) { asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory"); };
   const int nj = (k_end - k0 + BN - 1) / BN;
-  load_k(0, 0);
-  cp_async_commit();
-
+  float* s_alpha = red_max;  // [BM] rescale factors of the current tile (written by warpgroup 0)
+  float* s_l = red_sum;      // [BM] final row sums
+  float* s_m = red_sum + BM; // [BM] final row maxima (log2 units)
   // This thread's fragment rows (block-local): r0 = 16 warp + g and r0 + 8, in S and in O alike.
   const int r0 = warp * 16 + g;
-  int lim[2];
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int gr = rb * BM + r0 + r * 8;
-    lim[r] = gr < rows_total ? pos0 + gr / p.heads : -1;  // last visible key; padding rows see none
-  }
-  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
-  float o[128];  // O [64 rows, 256 columns of this warpgroup], wgmma fragment order
+  float o[128];  // O [64 rows, 256 columns 256 wg ..], wgmma fragment order
 #pragma unroll
   for (int i = 0; i < 128; ++i) o[i] = 0.0f;
 
-  for (int j = 0; j < nj; ++j) {
-    cp_async_wait<0>();
-    fence_proxy_async();
-    __syncthreads();  // tile j (and Q) landed for everyone; tile j - 1's buffer and P are free
-    if (j + 1 < nj) load_k(j + 1, (j + 1) & 1);
-    cp_async_commit();
-    const uint32_t kb = sK + uint32_t(j & 1) * C::TILE;
-    const int* bad = s_bad + (j & 1) * BN;
-
-    // S [64 rows, 32 keys of this warpgroup] = Q . K^T over 576 dims: 9 chunks x 4 k16 steps
-    float s[16];
+  if (wg == 1) {
+    // ---- loader + second half of the output columns
+    const int wt = tid - 128, lr = wt >> 1, lh = wt & 1;  // two threads per row, 36 chunks each
+    {
+      const int gr = rb * BM + lr;
+      const bf16 *ql = nullptr, *qp = nullptr;
+      if (gr < rows_total) {
+        const int t = gr / p.heads, h = gr % p.heads;
+        ql = p.ql + int64_t(b) * p.ql_b + int64_t(t) * p.ql_t + int64_t(h) * p.ql_h;
+        qp = p.qp + int64_t(b) * p.qp_b + int64_t(t) * p.qp_t + int64_t(h) * p.qp_h;
+      }
+#pragma unroll 4
+      for (int i = 0; i < C::UNITS / 2; ++i) {
+        const int u = i * 2 + lh;
+        const bf16* src = ql ? (u < C::LAT / 8 ? ql + u * 8 : qp + (u - C::LAT / 8) * 8) : nullptr;
+        cp_async16(sQ + sw_off(lr, u), src ? src : p.pages, src != nullptr);
+      }
+    }
+    // Key tile j [64 keys, 576] into buffer buf; keys past the split or on bad pages are zeros
+    // (a bad page's keys score NaN, which P . V carries into the output).
+    const auto load_k = [&](int j, int buf) {
+      const int s = k0 + j * BN + lr;
+      const bf16* row = nullptr;
+      int bad = 0;
+      if (s < k_end) {
+        const int pg = p.table[int64_t(b) * p.bt_b + int64_t(s / p.page) * p.bt_s];
+        bad = pg < 0 || pg >= p.num_pages;
+        if (!bad) row = p.pages + int64_t(pg) * p.pg_p + int64_t(s % p.page) * p.pg_r;
+      }
+      if (lh == 0) s_bad[buf * BN + lr] = bad;
+      const uint32_t kb = sK + uint32_t(buf) * C::TILE;
+#pragma unroll 4
+      for (int i = 0; i < C::UNITS / 2; ++i) {
+        const int u = i * 2 + lh;
+        cp_async16(kb + sw_off(lr, u), row ? row + u * 8 : p.pages, row != nullptr);
+      }
+    };
+    load_k(0, 0);
+    cp_async_commit();  // group 0: Q + tile 0
+    if (nj > 1) load_k(1, 1);
+    cp_async_commit();  // group 1: tile 1 (possibly empty: the group count stays uniform)
+    for (int j = 0; j < nj; ++j) {
+      cp_async_wait<1>();  // groups 0..j complete
+      fence_proxy_async();
+      bar_sync(LOADER, 128);
+      bar_arrive(FULL + (j & 1), 256);
+      const uint32_t kb = sK + uint32_t(j & 1) * C::TILE;
+      bar_sync(P_READY, 256);
+      const float a0 = s_alpha[r0], a1 = s_alpha[r0 + 8];
 #pragma unroll
-    for (int i = 0; i < 16; ++i) s[i] = 0.0f;
-    wg_fence();
-#pragma unroll
-    for (int c = 0; c < 9; ++c) {
+      for (int i = 0; i < 128; ++i) o[i] *= (i & 2) ? a1 : a0;
+      wg_fence();
 #pragma unroll
       for (int ks = 0; ks < 4; ++ks) {
-        const uint64_t da = desc_sw128(sQ + uint32_t(c * C::CHUNK + ks * 32), 16, 1024);
-        const uint64_t db = desc_sw128(kb + uint32_t(c * C::CHUNK + wg * 32 * 128 + ks * 32), 16, 1024);
-        wgmma_m64n32k16_bf16(s, da, db, c + ks > 0);  // the first step overwrites s
+        const uint64_t da = desc_sw128(sP + uint32_t(ks * 32), 16, 1024);
+        const uint64_t db = desc_sw128(kb + uint32_t(4 * C::CHUNK + ks * 16 * 128), C::CHUNK, 1024);
+        wgmma_m64n256k16_bf16_nb(o, da, db, 1);
       }
+      wg_commit();
+      wg_wait0();
+      fence_acc(o);
+      if (j + 1 < nj) bar_arrive(P_FREE, 256);
+      if (j + 2 < nj) {
+        bar_sync(EMPTY + (j & 1), 256);  // warpgroup 0 is done with this buffer too
+        load_k(j + 2, j & 1);
+      }
+      cp_async_commit();
     }
-    wg_commit();
-    wg_wait0();
-    fence_acc(s);
-
-    const int n0 = k0 + j * BN;
-    float mx[2] = {-INFINITY, -INFINITY};
+  } else {
+    // ---- scores, softmax, first half of the output columns
+    int lim[2];
 #pragma unroll
-    for (int i = 0; i < 16; ++i) {
-      const int kl = wg * 32 + (i >> 2) * 8 + 2 * tq + (i & 1), key = n0 + kl, r = (i >> 1) & 1;
-      float x = s[i] * p.scale_log2;
-      if (key >= k_end || key > lim[r]) x = -INFINITY;
-      else if (bad[kl]) x = __int_as_float(0x7fffffff);
-      s[i] = x;
-      mx[r] = fmaxf(mx[r], x);  // fmaxf drops NaN: the NaN reaches the output through P
+    for (int r = 0; r < 2; ++r) {
+      const int gr = rb * BM + r0 + r * 8;
+      lim[r] = gr < rows_total ? pos0 + gr / p.heads : -1;  // last visible key; padding rows see none
+    }
+    float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
+    for (int j = 0; j < nj; ++j) {
+      bar_sync(FULL + (j & 1), 256);
+      const uint32_t kb = sK + uint32_t(j & 1) * C::TILE;
+      const int* bad = s_bad + (j & 1) * BN;
+      // S [64 rows, 64 keys] = Q . K^T over 576 dims: 9 chunks x 4 k16 steps
+      float s[32];
+#pragma unroll
+      for (int i = 0; i < 32; ++i) s[i] = 0.0f;
+      wg_fence();
+#pragma unroll
+      for (int c = 0; c < 9; ++c) {
+#pragma unroll
+        for (int ks = 0; ks < 4; ++ks) {
+          const uint64_t da = desc_sw128(sQ + uint32_t(c * C::CHUNK + ks * 32), 16, 1024);
+          const uint64_t db = desc_sw128(kb + uint32_t(c * C::CHUNK + ks * 32), 16, 1024);
+          wgmma_m64n64k16_bf16(s, da, db, c + ks > 0);  // the first step overwrites s
+        }
+      }
+      wg_commit();
+      wg_wait0();
+      fence_acc(s);
+
+      const int n0 = k0 + j * BN;
+      float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+      for (int i = 0; i < 32; ++i) {
+        const int kl = (i >> 2) * 8 + 2 * tq + (i & 1), key = n0 + kl, r = (i >> 1) & 1;
+        float x = s[i] * p.scale_log2;
+        if (key >= k_end || key > lim[r]) x = -INFINITY;
+        else if (bad[kl]) x = __int_as_float(0x7fffffff);
+        s[i] = x;
+        mx[r] = fmaxf(mx[r], x);  // fmaxf drops NaN: the NaN reaches the output through P
+      }
+      float alpha[2];
+      if (j > 0) bar_sync(P_FREE, 256);  // warpgroup 1 has read P and alpha of tile j - 1
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+        const int row = r0 + r * 8;
+        const float m_new = fmaxf(m_run[r], mx[r]);
+        const float m_use = m_new == -INFINITY ? 0.0f : m_new;
+        alpha[r] = exp2f(m_run[r] - m_use);
+        m_run[r] = m_new;
+        float rs = 0.0f;
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt) {
+          const float p0 = exp2f(s[nt * 4 + 2 * r] - m_use), p1 = exp2f(s[nt * 4 + 2 * r + 1] - m_use);
+          rs += p0 + p1;
+          // P [64 rows, 64 keys] swizzled like a chunk: keys nt*8 + 2tq, +1 sit in 16-byte unit nt
+          const uint32_t addr = sP + uint32_t(row * 128 + ((nt ^ (row & 7)) << 4) + 4 * tq);
+          asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(addr), "r"(pack_bf16(p0, p1)) : "memory");
+        }
+        l_run[r] = l_run[r] * alpha[r] + rs;  // this thread's 16 keys; the quad adds up at the end
+        if (tq == 0) s_alpha[row] = alpha[r];
+      }
+      fence_proxy_async();
+      bar_arrive(P_READY, 256);
+#pragma unroll
+      for (int i = 0; i < 128; ++i) o[i] *= alpha[(i >> 1) & 1];
+      // warpgroup 0's own P . V: synchronise its 128 threads' P writes for its own wgmma
+      bar_sync(LOADER + 1, 128);
+      wg_fence();
+#pragma unroll
+      for (int ks = 0; ks < 4; ++ks) {
+        const uint64_t da = desc_sw128(sP + uint32_t(ks * 32), 16, 1024);
+        const uint64_t db = desc_sw128(kb + uint32_t(ks * 16 * 128), C::CHUNK, 1024);
+        wgmma_m64n256k16_bf16_nb(o, da, db, 1);
+      }
+      wg_commit();
+      wg_wait0();
+      fence_acc(o);
+      if (j + 2 < nj) bar_arrive(EMPTY + (j & 1), 256);
     }
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-      if (tq == 0) red_max[wg * BM + r0 + r * 8] = mx[r];
+      l_run[r] += __shfl_xor_sync(0xffffffffu, l_run[r], 1);
+      l_run[r] += __shfl_xor_sync(0xffffffffu, l_run[r], 2);
     }
-    __syncthreads();  // both halves' maxima
-    float alpha[2];
+    if (tq == 0) {
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const int row = r0 + r * 8;
-      const float m_new = fmaxf(m_run[r], fmaxf(red_max[row], red_max[BM + row]));
-      const float m_use = m_new == -INFINITY ? 0.0f : m_new;
-      alpha[r] = exp2f(m_run[r] - m_use);
-      m_run[r] = m_new;
-      float rs = 0.0f;
-#pragma unroll
-      for (int nt = 0; nt < 4; ++nt) {
-        const float p0 = exp2f(s[nt * 4 + 2 * r] - m_use), p1 = exp2f(s[nt * 4 + 2 * r + 1] - m_use);
-        rs += p0 + p1;
-        // P [64 rows, 64 keys] swizzled like a chunk: keys wg*32 + nt*8 + 2tq, +1 (16-byte unit wg*4 + nt)
-        const uint32_t addr = sP + uint32_t(row * 128 + (((wg * 4 + nt) ^ (row & 7)) << 4) + 4 * tq);
-        asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(addr), "r"(pack_bf16(p0, p1)) : "memory");
+      for (int r = 0; r < 2; ++r) {
+        s_l[r0 + r * 8] = l_run[r];
+        s_m[r0 + r * 8] = m_run[r];
       }
-      l_run[r] = l_run[r] * alpha[r] + rs;  // this warpgroup's keys only; the halves add up at the end
     }
-#pragma unroll
-    for (int i = 0; i < 128; ++i) o[i] *= alpha[(i >> 1) & 1];
-    fence_proxy_async();
-    __syncthreads();  // P complete (both halves)
-
-    // O [64, 256 columns 256 wg ..] += P [64, 64 keys] . V [64 keys, those columns]: 4 k16 steps
-    wg_fence();
-#pragma unroll
-    for (int ks = 0; ks < 4; ++ks) {
-      const uint64_t da = desc_sw128(sP + uint32_t(ks * 32), 16, 1024);
-      const uint64_t db = desc_sw128(kb + uint32_t(4 * wg * C::CHUNK + ks * 16 * 128), C::CHUNK, 1024);
-      wgmma_m64n256k16_bf16_nb(o, da, db, 1);
-    }
-    wg_commit();
-    wg_wait0();
-    fence_acc(o);
   }
   cp_async_wait<0>();
-
-  // row sums: the 4 lanes of a quad, then the two warpgroups' key halves through shared memory
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    l_run[r] += __shfl_xor_sync(0xffffffffu, l_run[r], 1);
-    l_run[r] += __shfl_xor_sync(0xffffffffu, l_run[r], 2);
-    if (tq == 0) red_sum[wg * BM + r0 + r * 8] = l_run[r];
-  }
-  __syncthreads();
+  __syncthreads();  // row sums and maxima of warpgroup 0 for both
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int row = r0 + r * 8, gr = rb * BM + row;
     if (gr >= rows_total) continue;
-    const float l = red_sum[row] + red_sum[BM + row];
+    const float l = s_l[row];
     if (p.part_o) {
       float* dst = p.part_o + (part_row0 + gr) * p.lat + wg * 256 + 2 * tq;
 #pragma unroll
@@ -286,7 +345,7 @@ __global__ void __launch_bounds__(256, 1) mla_decode_sm90_kernel(const DecodePar
         *reinterpret_cast<float2*>(dst + nt * 8) = make_float2(o[nt * 4 + 2 * r], o[nt * 4 + 2 * r + 1]);
       if (wg == 0 && tq == 0) {
         // a NaN sum (bad page) gets a finite max so that the combine cannot skip it
-        p.part_ml[(part_row0 + gr) * 2] = l != l ? 0.0f : m_run[r];
+        p.part_ml[(part_row0 + gr) * 2] = l != l ? 0.0f : s_m[row];
         p.part_ml[(part_row0 + gr) * 2 + 1] = l;
       }
     } else {
