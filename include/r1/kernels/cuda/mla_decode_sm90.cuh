@@ -5,19 +5,20 @@
 //
 // One block of 2 warpgroups per (sequence, 64 rows of (token, head), key split); key tiles of 64
 // latent rows (one page for R1's page size 64). Both products read the same shared-memory tile:
-//   S = Q . K^T : A = Q [64 x 576] K-major, B = the tile [64 keys x 576] K-major (wgmma n32: each
-//                 warpgroup scores its half of the 64 keys, so no score is computed twice);
+//   S = Q . K^T : A = Q [64 x 576] K-major, B = the tile [64 keys x 576] K-major (wgmma n64, by
+//                 warpgroup 0 alone: no score is computed twice);
 //   O += P . V  : A = P [64 x 64 keys] K-major, B = the tile's c_kv part [64 keys x 512] read
 //                 N-major (transposed B), each warpgroup owning 256 of the 512 output columns
 //                 (128 fp32 accumulators per thread).
 // The tile is stored as 9 column chunks of [64 rows x 64 dims] (128-byte rows, 128-byte swizzle,
 // 1024-byte aligned), which is at once the K-major layout of the first product (8-row groups 1024
 // bytes apart, k16 steps +32 bytes) and the N-major layout of the second (64-column atoms 8192
-// bytes apart, 8-key groups 1024 bytes apart, k16 steps +2048 bytes). Rows are gathered from the
-// pages with cp.async (16-byte chunks written at their swizzled place), double-buffered.
-// Softmax is fp32: the two warpgroups exchange their row maxima through shared memory so both
-// halves of P use one max, and the row sums at the end. Both warpgroups' fragment rows coincide
-// (warp w of either owns rows 16w..16w+15), so the rescale factor never leaves the registers.
+// bytes apart, 8-key groups 1024 bytes apart, k16 steps +2048 bytes). Warpgroup 1 gathers rows
+// from the pages with cp.async (16-byte chunks written at their swizzled place), double-buffered,
+// and hands tiles over through named barriers; see the kernel for the handoff protocol. Softmax
+// is fp32 in warpgroup 0, which passes P and the rescale factors through shared memory; both
+// warpgroups' fragment rows coincide (warp w of either owns rows 16w..16w+15).
+// Shared memory: Q 72 KB + 2 tiles 144 KB + P 8 KB: one block per SM.
 #pragma once
 
 #include "r1/kernels/cuda/mla_common.cuh"
@@ -208,11 +209,11 @@ __global__ void __launch_bounds__(256, 1) mla_decode_sm90_kernel(const DecodePar
     cp_async_commit();  // group 0: Q + tile 0
     if (nj > 1) load_k(1, 1);
     cp_async_commit();  // group 1: tile 1 (possibly empty: the group count stays uniform)
+    cp_async_wait<1>();
+    fence_proxy_async();
+    bar_sync(LOADER, 128);
+    bar_arrive(FULL, 256);
     for (int j = 0; j < nj; ++j) {
-      cp_async_wait<1>();  // groups 0..j complete
-      fence_proxy_async();
-      bar_sync(LOADER, 128);
-      bar_arrive(FULL + (j & 1), 256);
       const uint32_t kb = sK + uint32_t(j & 1) * C::TILE;
       bar_sync(P_READY, 256);
       const float a0 = s_alpha[r0], a1 = s_alpha[r0 + 8];
@@ -226,6 +227,12 @@ __global__ void __launch_bounds__(256, 1) mla_decode_sm90_kernel(const DecodePar
         wgmma_m64n256k16_bf16_nb(o, da, db, 1);
       }
       wg_commit();
+      if (j + 1 < nj) {  // while the product runs: tile j + 1 (the one outstanding group) to warpgroup 0
+        cp_async_wait<0>();
+        fence_proxy_async();
+        bar_sync(LOADER, 128);
+        bar_arrive(FULL + ((j + 1) & 1), 256);
+      }
       wg_wait0();
       fence_acc(o);
       if (j + 1 < nj) bar_arrive(P_FREE, 256);
