@@ -218,3 +218,39 @@ TEST_CASE("cuda model: errors name what is wrong") {
   CHECK_THROWS_WITH(generate_cuda(model, std::vector<int32_t>{0, 5}, g), doctest::Contains("needs the MTP module"));
 }
 
+
+namespace {
+/// Per-position cosine of prefill logits against the oracle, as one line (for diagnosis).
+std::string cosine_line(const Tensor& got, const Tensor& want, int64_t rows) {
+  std::string s;
+  char buf[32];
+  for (int64_t r = 0; r < rows; ++r) {
+    std::snprintf(buf, sizeof buf, "%s%.4f", r ? " " : "", testing::row_cosine(got, want, r));
+    s += buf;
+  }
+  return s;
+}
+}  // namespace
+
+TEST_CASE("cuda model: prefill is causal (a prompt's prefix gives the same logits rows)") {
+  // The rows of a prefix's prefill must equal the full prompt's first rows up to GEMM tiling
+  // (cosine >= 0.99999): anything that mixes tokens (permutation, attention tiles, masks) shows here.
+  for (const char* dir : {"tiny-r1-bf16", "tiny-v3-fp8-mtp", "tiny-v3-plain"}) {
+    CAPTURE(dir);
+    const Oracle ref(dir);
+    const CudaDeepseekV3 model = load_cuda(dir);
+    const std::vector<int32_t> prompt = ref.ids("input_ids");
+    const GenerateResult full = generate_cuda(model, prompt, greedy_opts(1));
+    const Tensor want = ref.get("logits");  // [T, vocab]
+    MESSAGE(dir, " per-position cosine vs oracle: ", cosine_line(full.prefill_logits, want, int64_t(prompt.size())));
+    for (size_t n : {size_t(1), size_t(8), size_t(20)}) {
+      if (n >= prompt.size()) continue;
+      const std::vector<int32_t> pre(prompt.begin(), prompt.begin() + std::ptrdiff_t(n));
+      const GenerateResult part = generate_cuda(model, pre, greedy_opts(1));
+      const RowStats s = compare_rows(part.prefill_logits, full.prefill_logits.slice(0, 0, int64_t(n)).contiguous(),
+                                      int64_t(n));
+      MESSAGE(dir, " prefix ", n, ": worst cosine vs the full prompt's rows ", s.worst_cosine);
+      CHECK(s.worst_cosine >= 0.99999);
+    }
+  }
+}

@@ -105,7 +105,9 @@ class CudaDeepseekV3 {
       m.mtp_ = std::move(t);
       if (opt.progress) opt.progress("mtp layer " + std::to_string(l), total, total);
     }
-    R1_CUDA_CHECK(cudaStreamSynchronize(stream));  // uploads from pageable memory are complete
+    // Uploads (on detail::kWeightStream) are complete and visible to every stream.
+    R1_CUDA_CHECK(cudaStreamSynchronize(stream));
+    R1_CUDA_CHECK(cudaDeviceSynchronize());
     return m;
   }
 

@@ -37,11 +37,19 @@ struct DeviceWeightMode {
 namespace detail {
 inline int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-/// A host tensor's bytes uploaded to a new device tensor (same dtype and shape).
-inline Tensor upload(const Tensor& host, stream_t stream) {
-  const Tensor src = host.space() == Space::host ? host.contiguous() : host;  // same shape
-  Tensor d = Tensor::empty(src.dtype(), src.shape(), Space::cuda, stream);    // same shape
-  d.copy_from(src, stream);
+/// The stream weights are allocated and uploaded on: the legacy default stream. A device Tensor's
+/// memory returns to the pool on the stream it was allocated on, so model weights must not be tied
+/// to a caller's stream that may be destroyed before the model (a load helper's temporary Stream,
+/// say): that would free them on a dead stream. CudaDeepseekV3::load synchronizes the device at
+/// its end, so every later stream sees the uploaded weights.
+inline constexpr stream_t kWeightStream = nullptr;
+
+/// A host tensor's bytes uploaded to a new device tensor (same dtype and shape). `stream` is
+/// accepted for the callers' symmetry; weights always go through kWeightStream.
+inline Tensor upload(const Tensor& host, stream_t /*stream*/) {
+  const Tensor src = host.space() == Space::host ? host.contiguous() : host;       // same shape
+  Tensor d = Tensor::empty(src.dtype(), src.shape(), Space::cuda, kWeightStream);  // same shape
+  d.copy_from(src, kWeightStream);
   return d;
 }
 
@@ -143,13 +151,14 @@ struct DeviceExperts {
         const std::string p = prefix + "." + std::to_string(i) + "." + proj;
         DeviceLinear l = DeviceLinear::load(src, p, rows, cols, mode);
         if (i == 0) {
-          w = Tensor::empty(l.w.dtype(), {n, rows, cols}, Space::cuda, mode.stream);
-          if (l.native()) s = Tensor::empty(DType::f32, {n, l.ws.size(0), l.ws.size(1)}, Space::cuda, mode.stream);
+          w = Tensor::empty(l.w.dtype(), {n, rows, cols}, Space::cuda, detail::kWeightStream);  // [E, rows, cols]
+          if (l.native())
+            s = Tensor::empty(DType::f32, {n, l.ws.size(0), l.ws.size(1)}, Space::cuda, detail::kWeightStream);  // scales
         }
         R1_CHECK(l.w.dtype() == w.dtype(), "experts", p, ": stored as ", dtype_name(l.w.dtype()),
                  " while expert 0 is ", dtype_name(w.dtype()));
-        w.select(0, i).copy_from(l.w, mode.stream);
-        if (l.native()) s.select(0, i).copy_from(l.ws, mode.stream);
+        w.select(0, i).copy_from(l.w, detail::kWeightStream);
+        if (l.native()) s.select(0, i).copy_from(l.ws, detail::kWeightStream);
       }
     };
     stack("gate_proj", width, dim, e.gate, e.gate_s);
