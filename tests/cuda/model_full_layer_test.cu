@@ -116,7 +116,13 @@ TensorMap full_weights() {
   return m;
 }
 
-void compare(const char* what, const Tensor& got, const Tensor& want, int64_t rows) {
+// Bounds: fp8 dequant (bf16 weights, bf16 activations vs the fp64 host) holds median >= 0.999 and
+// worst >= 0.98 (measured 0.99997 / 0.99996 on an H100). fp8 native quantizes activations 1 x 128 to
+// e4m3: the GPU quantizes bf16 activations, the host fp64 ones, so many codes differ by one e4m3
+// step and a token's routing can flip (measured median 0.9988 / 0.9982, worst 0.961): native gets
+// median >= 0.995 and worst >= 0.9, which any real defect (a wrong scale layout, a wrong expert)
+// breaks by far.
+void compare(const std::string& what, const Tensor& got, const Tensor& want, int64_t rows, bool native) {
   std::vector<double> cos;
   for (int64_t r = 0; r < rows; ++r) cos.push_back(testing::row_cosine(got, want, r));
   std::vector<double> sorted = cos;
@@ -125,12 +131,12 @@ void compare(const char* what, const Tensor& got, const Tensor& want, int64_t ro
   MESSAGE(what, ": ", rows, " rows, median cosine ", median, ", worst ", worst, ", max abs error ",
           testing::max_abs_diff(got.slice(0, 0, rows), want.slice(0, 0, rows)), " (logits max ",
           testing::max_abs(want), ")");
-  CHECK(median >= 0.999);
-  CHECK(worst >= 0.98);
+  CHECK(median >= (native ? 0.995 : 0.999));
+  CHECK(worst >= (native ? 0.9 : 0.98));
 }
 
 void check_mode(const TensorMap& w, const ModelConfig& cfg, quant::Fp8Compute mode) {
-  const char* name = quant::fp8_compute_name(mode);
+  const std::string name = quant::fp8_compute_name(mode);
   CAPTURE(name);
   const std::vector<int32_t> prompt = {0, 17, 200, 3, 99, 42};
   GenerateOptions g;
@@ -149,12 +155,13 @@ void check_mode(const TensorMap& w, const ModelConfig& cfg, quant::Fp8Compute mo
   const CudaDeepseekV3 dm = CudaDeepseekV3::load(w, cfg, co, s.get());
   const CudaGenerateResult dev = generate_cuda_batch(dm, {prompt}, g);
   const GenerateResult& d = dev.sequences[0];
-  compare("prefill", d.prefill_logits, host.prefill_logits, int64_t(prompt.size()));
+  const bool native = mode == quant::Fp8Compute::native;
+  compare("prefill", d.prefill_logits, host.prefill_logits, int64_t(prompt.size()), native);
   size_t same = 0;
   while (same < d.ids.size() && same < host.ids.size() && d.ids[same] == host.ids[same]) ++same;
   MESSAGE(name, ": ", same - prompt.size(), " of ", g.max_new_tokens, " greedy tokens identical");
   const int64_t steps = std::min<int64_t>(int64_t(same - prompt.size()) + 1, g.max_new_tokens);
-  compare("decode steps (absorbed attention)", d.step_logits, host.step_logits, steps);
+  compare("decode steps (absorbed attention)", d.step_logits, host.step_logits, steps, native);
 }
 
 }  // namespace
