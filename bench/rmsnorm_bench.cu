@@ -26,7 +26,7 @@ void add(int64_t t, int64_t d) {
     bench::Work work;
     work.bytes = 2.0 * double(t * d) * 2 + 2.0 * double(d);
     work.flops = 4.0 * double(t * d);
-    bench::report(st, s, work, {"rmsnorm", shape, "own", ""});
+    bench::report(st, s, work, {"rmsnorm", shape, "own", d == 7168 && (t == 1 || t == 4096) ? "F.rms_norm T" + std::to_string(t) : ""});
   });
   bench::add_row("add_rmsnorm/own/" + shape, [=](benchmark::State& st) {
     Tensor r = bench::random_device(DType::f32, {t, d}, 3, 4.0f);  // [T, d] f32 residual stream
@@ -41,7 +41,7 @@ void add(int64_t t, int64_t d) {
     bench::Work work;
     work.bytes = double(t * d) * (4 + 2 + 4 + 2) + 2.0 * double(d);  // residual read + write, x, y
     work.flops = 5.0 * double(t * d);
-    bench::report(st, s, work, {"add_rmsnorm", shape, "own", ""});
+    bench::report(st, s, work, {"add_rmsnorm", shape, "own", d == 7168 ? "torch add_rmsnorm " + shape : ""});
   });
   if (d % 128 == 0) {
     bench::add_row("rmsnorm_quant_fp8/own/" + shape, [=](benchmark::State& st) {

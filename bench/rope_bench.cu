@@ -34,7 +34,7 @@ void add(int64_t t, int64_t heads) {
     bench::Work work;
     work.bytes = 2.0 * 2.0 * double(t * heads * 64) + 4.0 * double(t);
     work.flops = 3.0 * double(t * heads * 64);
-    bench::report(st, s, work, {"rope", shape, "own", ""});
+    bench::report(st, s, work, {"rope", shape, "own", heads == 128 ? "torch rope " + shape : ""});
   });
 }
 

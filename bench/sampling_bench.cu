@@ -28,7 +28,7 @@ void add(int64_t b, bool greedy) {
     });
     bench::Work work;
     work.bytes = 4.0 * double(b * vocab) + 4.0 * double(b);
-    bench::report(st, s, work, {kernel, shape, "own", ""});
+    bench::report(st, s, work, {kernel, shape, "own", std::string(greedy ? "torch sampling greedy B" : "torch sampling top-p B") + std::to_string(b)});
   });
 }
 

@@ -26,7 +26,7 @@ void add(int64_t r, int64_t i) {
     bench::Work work;
     work.bytes = 3.0 * 2.0 * double(r * i);
     work.flops = 5.0 * double(r * i);
-    bench::report(st, s, work, {"swiglu", shape, "own", ""});
+    bench::report(st, s, work, {"swiglu", shape, "own", "torch swiglu R" + std::to_string(r) + " i" + std::to_string(i)});
   });
   bench::add_row("swiglu_quant_fp8/own/" + shape, [=](benchmark::State& st) {
     Tensor h = bench::random_device(DType::bf16, {r, 2 * i}, 1, 4.0f);  // [R, 2I] gate | up
