@@ -177,7 +177,7 @@ TEST_CASE("Linear policies: errors name the tensor; native equals fake-quantized
 
   Exec gpu;
   gpu.space = Space::cuda;
-  CHECK_THROWS_WITH(deq.forward(gpu, x), doctest::Contains("l: the CUDA execution path of this layer is not implemented yet"));
+  CHECK_THROWS_WITH(deq.forward(gpu, x), doctest::Contains("l: host layers run on the host (Space::host); the GPU model is CudaDeepseekV3"));
 }
 
 TEST_CASE("MoE<Router, Experts, Shared> equals the per-token formula") {

@@ -8,9 +8,10 @@
 // Layer forwards take and return Tensors, so the activation dtype travels with the data. The host
 // path (Space::host) runs the r1::ref kernels on F64 activations: fp64 reproduces the float64
 // oracle to ~1e-12 instead of fp32's ~1e-6, which is what lets the host FP8-native path make the
-// same e4m3 rounding decisions as the oracle's fp64 simulation (docs/model.md). The CUDA path is
-// dispatched from the same forwards once r1::cuda kernels exist; until then a cuda Exec is a clear
-// r1::Error.
+// same e4m3 rounding decisions as the oracle's fp64 simulation (docs/model.md). These layers are
+// the host path only: the GPU runs the same ops through the device block of CudaDeepseekV3
+// (models/deepseek_v3_cuda*.hpp; docs/architecture.md says why it is a separate assembly), and a
+// cuda Exec given to a host layer is an r1::Error that says so.
 #pragma once
 
 #include <functional>
@@ -48,8 +49,8 @@ struct Exec {
   /// Throws unless this Exec runs on the host; `op` names the layer.
   void require_host(const std::string& op) const {
     R1_CHECK(space == Space::host, op,
-             "the CUDA execution path of this layer is not implemented yet (use the host, "
-             "Space::host / --device cpu)");
+             "host layers run on the host (Space::host); the GPU model is CudaDeepseekV3 "
+             "(r1/models/deepseek_v3_cuda.hpp, r1-generate --device cuda)");
   }
 };
 
