@@ -99,12 +99,15 @@ struct Plan {
 /// Upper bound on the workspace an algorithm may ask for (NVIDIA recommends 32 MiB on Hopper).
 inline constexpr std::size_t kMaxWorkspace = std::size_t(32) << 20;
 
-/// The algorithm for this call, from the cache or from cuBLASLt's heuristic (first call); nullopt
-/// when cuBLASLt has none for this shape, layout and alignment (cached too, so asking is cheap).
-inline std::optional<Plan> plan_for(const PlanKey& key, cublasLtHandle_t h, const MatmulDesc& desc, const Layout& a,
-                                    const Layout& b, const Layout& d) {
+/// The algorithm for one call, from a cache keyed by everything cuBLASLt's heuristic looks at
+/// (`Key`: ordered with operator<; one cache per key type), or from the heuristic on a key's first
+/// call; nullopt when cuBLASLt has none for this shape, layout and alignment (cached too, so asking
+/// again is cheap). `align_*` are the operands' alignments in bytes (A, B, and C = D).
+template <class Key>
+std::optional<Plan> plan_for(const Key& key, int align_a, int align_b, int align_d, cublasLtHandle_t h,
+                             const MatmulDesc& desc, const Layout& a, const Layout& b, const Layout& d) {
   static std::mutex mu;
-  static std::map<PlanKey, std::optional<Plan>> cache;
+  static std::map<Key, std::optional<Plan>> cache;
   {
     std::lock_guard<std::mutex> lock(mu);
     auto it = cache.find(key);
@@ -112,10 +115,10 @@ inline std::optional<Plan> plan_for(const PlanKey& key, cublasLtHandle_t h, cons
   }
   Preference pref;
   pref.set(CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, kMaxWorkspace);
-  pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, uint32_t(key.align_w));
-  pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, uint32_t(key.align_x));
-  pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, uint32_t(key.align_y));
-  pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, uint32_t(key.align_y));
+  pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, uint32_t(align_a));
+  pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, uint32_t(align_b));
+  pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, uint32_t(align_d));
+  pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, uint32_t(align_d));
   cublasLtMatmulHeuristicResult_t result{};
   int found = 0;
   const cublasStatus_t st =
@@ -128,6 +131,12 @@ inline std::optional<Plan> plan_for(const PlanKey& key, cublasLtHandle_t h, cons
   std::lock_guard<std::mutex> lock(mu);
   cache.emplace(key, plan);
   return plan;
+}
+
+/// The linear layers' call: A is the weight, B the activations.
+inline std::optional<Plan> plan_for(const PlanKey& key, cublasLtHandle_t h, const MatmulDesc& desc, const Layout& a,
+                                    const Layout& b, const Layout& d) {
+  return plan_for(key, key.align_w, key.align_x, key.align_y, h, desc, a, b, d);
 }
 
 /// The error message for a call cuBLASLt has no algorithm for.

@@ -52,8 +52,6 @@ inline bool try_cublaslt_batched(const BatchedGemm& g, stream_t stream) {
   namespace lt = r1::cuda::cublaslt::detail;
   using Key = std::tuple<int, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
                          int, int, int, int>;
-  static std::mutex mu;
-  static std::map<Key, std::optional<lt::Plan>> cache;
   const Key key{current_device().device, g.trans_a, g.m, g.n, g.k, g.lda, g.ldb, g.ldd, g.sa, g.sb, g.sd, g.batch,
                 alignment_of(g.a), alignment_of(g.b), alignment_of(g.d)};
   lt::MatmulDesc desc(CUBLAS_COMPUTE_32F, CUDA_R_32F);
@@ -72,33 +70,8 @@ inline bool try_cublaslt_batched(const BatchedGemm& g, stream_t stream) {
   batched(lb, g.sb);
   batched(ld, g.sd);
   const cublasLtHandle_t h = lt::handle();
-  std::optional<lt::Plan> plan;
-  bool known = false;
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    auto it = cache.find(key);
-    if (it != cache.end()) {
-      plan = it->second;
-      known = true;
-    }
-  }
-  if (!known) {
-    lt::Preference pref;
-    pref.set(CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, lt::kMaxWorkspace);
-    pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, uint32_t(std::get<12>(key)));
-    pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, uint32_t(std::get<13>(key)));
-    pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, uint32_t(std::get<14>(key)));
-    pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, uint32_t(std::get<14>(key)));
-    cublasLtMatmulHeuristicResult_t result{};
-    int found = 0;
-    const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(h, desc.d, la.l, lb.l, ld.l, ld.l, pref.p, 1, &result, &found);
-    if (st != CUBLAS_STATUS_NOT_SUPPORTED) R1_CUBLAS_CHECK(st);
-    if (st == CUBLAS_STATUS_SUCCESS && found > 0 && result.state == CUBLAS_STATUS_SUCCESS) {
-      plan = lt::Plan{result.algo, result.workspaceSize};
-    }
-    std::lock_guard<std::mutex> lock(mu);
-    cache.emplace(key, plan);
-  }
+  const std::optional<lt::Plan> plan =
+      lt::plan_for(key, std::get<12>(key), std::get<13>(key), std::get<14>(key), h, desc, la, lb, ld);
   if (!plan) return false;
   lt::run(h, desc, *plan, g.a, la, g.b, lb, g.d, ld, stream);
   return true;
