@@ -68,34 +68,70 @@ inline Tensor to_f32_tensor(const Tensor& t) {
   return out;
 }
 
-/// Collects the committed tokens and the logits rows they were chosen from.
+/// Collects the committed tokens and the logits rows they were chosen from (host and GPU loops;
+/// it holds pointers, so sinks of a batch can live in a vector).
 class TokenSink {
  public:
-  TokenSink(const GenerateOptions& o, GenerateResult& r) : o_(o), r_(r) {}
-  /// Commits `id` chosen from `logits`; returns false once generation must stop.
-  bool commit(int32_t id, View<const host_act_t, 1> logits) {
-    r_.ids.push_back(id);
-    ++r_.stats.new_tokens;
-    if (o_.record_logits) {
+  TokenSink(const GenerateOptions& o, GenerateResult& r) : o_(&o), r_(&r) {}
+  /// Commits `id` chosen from `logits` [vocab] (read only when recording logits); returns false
+  /// once generation must stop.
+  template <class T>
+  bool commit(int32_t id, View<const T, 1> logits) {
+    r_->ids.push_back(id);
+    ++r_->stats.new_tokens;
+    if (o_->record_logits) {
       for (int64_t i = 0; i < logits.shape[0]; ++i) rows_.push_back(float(logits(i)));
     }
-    if (o_.on_token) o_.on_token(id);
-    for (int32_t s : o_.stop_ids) stopped_ = stopped_ || s == id;
+    if (o_->on_token) o_->on_token(id);
+    for (int32_t s : o_->stop_ids) stopped_ = stopped_ || s == id;
     return !done();
   }
-  bool done() const { return stopped_ || r_.stats.new_tokens >= o_.max_new_tokens; }
+  bool done() const { return stopped_ || r_->stats.new_tokens >= o_->max_new_tokens; }
   void finish(int64_t vocab) {
-    if (!o_.record_logits) return;
-    r_.step_logits = Tensor::empty(DType::f32, {r_.stats.new_tokens, vocab});
-    if (!rows_.empty()) std::memcpy(r_.step_logits.data(), rows_.data(), rows_.size() * sizeof(float));
+    if (!o_->record_logits) return;
+    r_->step_logits = Tensor::empty(DType::f32, {r_->stats.new_tokens, vocab});  // [new tokens, vocab]
+    if (!rows_.empty()) std::memcpy(r_->step_logits.data(), rows_.data(), rows_.size() * sizeof(float));
   }
 
  private:
-  const GenerateOptions& o_;
-  GenerateResult& r_;
+  const GenerateOptions* o_;
+  GenerateResult* r_;
   std::vector<float> rows_;
   bool stopped_ = false;
 };
+
+/// The verdict of speculative verification on a draft token.
+struct DraftVerdict {
+  bool accepted = false;
+  int32_t token = 0;  ///< the draft when accepted, else the token that replaces it
+};
+
+/// Verifies `draft` against the main model's logits at its position [vocab] (Leviathan et al.):
+/// greedy accepts exactly when the draft is the argmax; sampling accepts with the draft's
+/// probability p(draft) (the MTP draft is greedy, so its own probability is 1) and otherwise
+/// resamples from p without the draft. Shared by the host and GPU loops, so both make the same
+/// decisions from the same logits and random stream.
+template <class T>
+DraftVerdict verify_draft(View<const T, 1> logits, int32_t draft, const ref::SamplingParams& sp, ref::Rng& rng) {
+  DraftVerdict v;
+  v.token = draft;
+  if (sp.temperature <= 0) {
+    v.token = ref::argmax(logits);
+    v.accepted = v.token == draft;
+    return v;
+  }
+  const ref::TokenDistribution p = ref::sampling_distribution(logits, sp);
+  double pd = 0;
+  for (const auto& [id, prob] : p) pd += id == draft ? prob : 0.0;
+  v.accepted = rng.uniform() < pd;
+  if (!v.accepted) {  // resample from p without the draft
+    ref::TokenDistribution rest;
+    for (const auto& e : p)
+      if (e.first != draft) rest.push_back({e.first, e.second / (1 - pd)});
+    v.token = ref::sample_from(rest, rng);
+  }
+  return v;
+}
 }  // namespace detail
 
 template <class Model>
@@ -164,24 +200,8 @@ GenerateResult generate(const Model& model, const std::vector<int32_t>& prompt, 
       cache.commit(2);
       ++res.stats.forwards;
       ++res.stats.drafted;
-      bool accept;
-      int32_t y = draft;
-      if (opt.sampling.temperature <= 0) {
-        y = ref::argmax(detail::row_view(l2, 0));
-        accept = y == draft;
-      } else {
-        ref::TokenDistribution p = ref::sampling_distribution(detail::row_view(l2, 0), opt.sampling);
-        double pd = 0;
-        for (const auto& [id, prob] : p) pd += id == draft ? prob : 0.0;
-        accept = rng.uniform() < pd;
-        if (!accept) {  // resample from p without the draft
-          ref::TokenDistribution rest;
-          for (const auto& e : p)
-            if (e.first != draft) rest.push_back({e.first, e.second / (1 - pd)});
-          y = ref::sample_from(rest, rng);
-        }
-      }
-      if (accept) {
+      const detail::DraftVerdict verdict = detail::verify_draft(detail::row_view(l2, 0), draft, opt.sampling, rng);
+      if (verdict.accepted) {
         ++res.stats.accepted;
         go = sink.commit(draft, detail::row_view(l2, 0));
         if (!go) break;
@@ -191,7 +211,7 @@ GenerateResult generate(const Model& model, const std::vector<int32_t>& prompt, 
         draft = run_mtp(h2, {draft, x});
       } else {
         cache.truncate(n + 1);  // drop the rejected draft's cache row
-        x = y;
+        x = verdict.token;
         go = sink.commit(x, detail::row_view(l2, 0));
         if (!go) break;
         draft = run_mtp(h2.slice(0, 0, 1), {x});

@@ -37,37 +37,10 @@
 namespace r1 {
 
 namespace detail {
-/// Collects one sequence's committed tokens and, when recording, the F32 logits rows they were
-/// chosen from (the host TokenSink's rules: stop ids, max_new_tokens, on_token).
-class CudaTokenSink {
- public:
-  CudaTokenSink(const GenerateOptions& o, GenerateResult& r) : o_(&o), r_(&r) {}
-  /// Commits `id`; `logits` [vocab] is its row (ignored unless recording). False once done.
-  bool commit(int32_t id, const float* logits, int64_t vocab) {
-    r_->ids.push_back(id);
-    ++r_->stats.new_tokens;
-    if (o_->record_logits && logits) rows_.insert(rows_.end(), logits, logits + vocab);
-    if (o_->on_token) o_->on_token(id);
-    for (int32_t s : o_->stop_ids) stopped_ = stopped_ || s == id;
-    return !done();
-  }
-  bool done() const { return stopped_ || r_->stats.new_tokens >= o_->max_new_tokens; }
-  void finish(int64_t vocab) {
-    if (!o_->record_logits) return;
-    r_->step_logits = Tensor::empty(DType::f32, {r_->stats.new_tokens, vocab});  // [new, vocab]
-    if (!rows_.empty()) std::memcpy(r_->step_logits.data(), rows_.data(), rows_.size() * sizeof(float));
-  }
-
- private:
-  const GenerateOptions* o_;
-  GenerateResult* r_;
-  std::vector<float> rows_;
-  bool stopped_ = false;
-};
-
-/// Row r of a host F32 [rows, vocab] tensor, or null when it is undefined.
-inline const float* f32_row(const Tensor& t, int64_t r) {
-  return t.defined() ? t.data_as<float>() + r * t.size(1) : nullptr;
+/// Row r [vocab] of a host F32 [rows, vocab] tensor, or an empty view when the tensor is undefined
+/// (logits are only copied to the host when they are recorded; TokenSink reads them only then).
+inline View<const float, 1> f32_row(const Tensor& t, int64_t r) {
+  return t.defined() ? t.view<const float, 2>().select(0, r) : View<const float, 1>{};
 }
 }  // namespace detail
 
@@ -280,7 +253,7 @@ inline CudaGenerateResult generate_cuda_batch(const CudaDeepseekV3& model,
   }
   CudaDecoder dec(model, batch, longest + opt.max_new_tokens + 1, longest, opt, run);
   out.sequences.resize(size_t(batch));
-  std::vector<detail::CudaTokenSink> sinks;
+  std::vector<detail::TokenSink> sinks;
   for (int64_t b = 0; b < batch; ++b) {
     GenerateResult& r = out.sequences[size_t(b)];
     r.ids = prompts[size_t(b)];
@@ -297,7 +270,7 @@ inline CudaGenerateResult generate_cuda_batch(const CudaDeepseekV3& model,
     if (opt.record_logits) r.prefill_logits = lg;
     if (live[size_t(b)]) {
       const int64_t t = int64_t(prompts[size_t(b)].size());
-      live[size_t(b)] = sinks[size_t(b)].commit(first, detail::f32_row(lg, t - 1), vocab);
+      live[size_t(b)] = sinks[size_t(b)].commit(first, detail::f32_row(lg, t - 1));
     }
   }
   const auto t0 = std::chrono::steady_clock::now();
@@ -312,7 +285,7 @@ inline CudaGenerateResult generate_cuda_batch(const CudaDeepseekV3& model,
     for (int64_t b = 0; b < batch; ++b) {
       if (!live[size_t(b)]) continue;  // finished sequences ride along; their tokens are dropped
       ++out.sequences[size_t(b)].stats.forwards;
-      live[size_t(b)] = sinks[size_t(b)].commit(ids[size_t(b)], detail::f32_row(lg, b), vocab);
+      live[size_t(b)] = sinks[size_t(b)].commit(ids[size_t(b)], detail::f32_row(lg, b));
     }
   }
   const double decode = detail::seconds_since(t0);

@@ -88,7 +88,7 @@ inline GenerateResult generate_cuda_mtp(const CudaDeepseekV3& model, const std::
   const int64_t max_tokens = n_prompt + opt.max_new_tokens + 1;
   MtpRunner run(model, max_tokens, std::max<int64_t>(n_prompt, 2), opt.page_size);
   ref::Rng rng(opt.seed);
-  CudaTokenSink sink(opt, res);
+  TokenSink sink(opt, res);
 
   auto t0 = std::chrono::steady_clock::now();
   Tensor hidden;                                  // [tokens, hidden] device bf16
@@ -102,7 +102,7 @@ inline GenerateResult generate_cuda_mtp(const CudaDeepseekV3& model, const std::
   }
   auto row = [&](const Tensor& t, int64_t r) { return t.view<const float, 2>().select(0, r); };
   int32_t x = ref::sample(row(logits, n_prompt - 1), opt.sampling, rng);
-  bool go = sink.commit(x, f32_row(logits, n_prompt - 1), vocab);
+  bool go = sink.commit(x, f32_row(logits, n_prompt - 1));
   int32_t draft = 0;
   if (go) {
     std::vector<int32_t> next(prompt.begin() + 1, prompt.end());
@@ -115,35 +115,19 @@ inline GenerateResult generate_cuda_mtp(const CudaDeepseekV3& model, const std::
     const Tensor l2 = run.main({x, draft}, h2);    // [2, vocab] host F32
     ++res.stats.forwards;
     ++res.stats.drafted;
-    bool accept;
-    int32_t y = draft;
-    if (opt.sampling.temperature <= 0) {
-      y = ref::argmax(row(l2, 0));
-      accept = y == draft;
-    } else {
-      const ref::TokenDistribution p = ref::sampling_distribution(row(l2, 0), opt.sampling);
-      double pd = 0;
-      for (const auto& [id, prob] : p) pd += id == draft ? prob : 0.0;
-      accept = rng.uniform() < pd;
-      if (!accept) {  // resample from p without the draft
-        ref::TokenDistribution rest;
-        for (const auto& e : p)
-          if (e.first != draft) rest.push_back({e.first, e.second / (1 - pd)});
-        y = ref::sample_from(rest, rng);
-      }
-    }
-    if (accept) {
+    const DraftVerdict verdict = verify_draft(row(l2, 0), draft, opt.sampling, rng);
+    if (verdict.accepted) {
       ++res.stats.accepted;
-      go = sink.commit(draft, f32_row(l2, 0), vocab);
+      go = sink.commit(draft, f32_row(l2, 0));
       if (!go) break;
       x = ref::sample(row(l2, 1), opt.sampling, rng);
-      go = sink.commit(x, f32_row(l2, 1), vocab);
+      go = sink.commit(x, f32_row(l2, 1));
       if (!go) break;
       draft = run.draft(h2, {draft, x});
     } else {
       run.main_cache().set_length(0, n + 1);  // drop the rejected draft's row (overwritten next)
-      x = y;
-      go = sink.commit(x, f32_row(l2, 0), vocab);
+      x = verdict.token;
+      go = sink.commit(x, f32_row(l2, 0));
       if (!go) break;
       draft = run.draft(h2.slice(0, 0, 1), {x});
     }
