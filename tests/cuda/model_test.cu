@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "../support/oracle.hpp"
 #include "../support/r1_testing.hpp"
 #include "r1/io/safetensors.hpp"
 #include "r1/models/deepseek_v3_load.hpp"
@@ -26,19 +27,9 @@
 using namespace r1;
 
 namespace {
+using testing::Oracle;
 const std::string kData = R1_TEST_DATA_DIR;
 
-struct Oracle {
-  io::SafetensorsFile file;
-  explicit Oracle(const std::string& dir) : file(io::SafetensorsFile::open(kData + "/" + dir + "/reference.safetensors")) {}
-  Tensor get(const char* name) const { return file.tensor(name); }
-  std::vector<int32_t> ids(const char* name) const {
-    Tensor t = get(name);  // [n] I64
-    std::vector<int32_t> out;
-    for (int64_t i = 0; i < t.numel(); ++i) out.push_back(int32_t(t.data_as<int64_t>()[i]));
-    return out;
-  }
-};
 
 CudaDeepseekV3 load_cuda(const std::string& dir, quant::Fp8Compute fp8 = quant::Fp8Compute::dequant, bool mtp = false) {
   CudaDeepseekV3::LoadOptions o;

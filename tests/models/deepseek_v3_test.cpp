@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <string>
 
+#include "../support/oracle.hpp"
 #include "../support/r1_testing.hpp"
 #include "r1/io/safetensors.hpp"
 #include "r1/models/deepseek_v3_load.hpp"
@@ -17,20 +18,9 @@
 using namespace r1;
 
 namespace {
+using testing::Oracle;
 const std::string kData = R1_TEST_DATA_DIR;
 
-struct Oracle {
-  io::SafetensorsFile file;
-  explicit Oracle(const std::string& dir) : file(io::SafetensorsFile::open(kData + "/" + dir + "/reference.safetensors")) {}
-  Tensor get(const char* name) const { return file.tensor(name); }
-  bool has(const char* name) const { return file.find(name) != nullptr; }
-  std::vector<int32_t> ids(const char* name) const {
-    Tensor t = get(name);  // [n] I64
-    std::vector<int32_t> out;
-    for (int64_t i = 0; i < t.numel(); ++i) out.push_back(int32_t(t.data_as<int64_t>()[i]));
-    return out;
-  }
-};
 
 struct Captured {
   std::vector<Tensor> layer_out;  // per layer, copies
