@@ -86,10 +86,12 @@ struct DeviceLinear {
   int64_t in() const { return w.size(1); }
 
   /// Loads `<prefix>.weight` [out, in] (and its weight_scale_inv when stored as FP8).
-  /// `want_bf16` forces bf16 storage even in native mode (MLA's kv_b for the absorbed form).
+  /// `bf16_copy`, when given, also receives the weight as bf16 [out, in] on the device (MLA's kv_b
+  /// for the absorbed form): the layer's own w when it is bf16, else dequantized from the codes
+  /// already read, so the checkpoint tensor is read once.
   template <WeightSource S>
   static DeviceLinear load(const S& src, const std::string& prefix, int64_t out, int64_t in,
-                           const DeviceWeightMode& mode, bool want_bf16 = false) {
+                           const DeviceWeightMode& mode, Tensor* bf16_copy = nullptr) {
     DeviceLinear l;
     l.name = prefix;
     const std::string wn = prefix + ".weight";
@@ -97,19 +99,22 @@ struct DeviceLinear {
                                                     src.get(wn).dtype() == DType::f8_e4m3);
     if (!stored_fp8) {
       l.w = detail::upload(load_tensor(src, wn, {DType::bf16}, Shape{out, in}), mode.stream);
+      if (bf16_copy) *bf16_copy = l.w;
       return l;
     }
     const Tensor wq = load_tensor(src, wn, {DType::f8_e4m3}, Shape{out, in});  // [out, in]
     const Tensor ws = load_tensor(src, prefix + ".weight_scale_inv", {DType::f32},
                                   Shape{detail::cdiv(out, 128), detail::cdiv(in, 128)});  // scale grid
-    if (mode.native() && !want_bf16) {
+    if (mode.native()) {
       R1_CHECK(in % 128 == 0, "linear", prefix, ": K = ", in,
                " is not a multiple of 128, so its input cannot be quantized 1 x 128 (fp8 native mode, as "
                "DeepSeek's act_quant); use fp8 dequant mode for this checkpoint");
       l.w = detail::upload(wq, mode.stream);
       l.ws = detail::upload(ws, mode.stream);
+      if (bf16_copy) *bf16_copy = detail::upload(detail::dequant_to_bf16(wq, ws), mode.stream);
     } else {
       l.w = detail::upload(detail::dequant_to_bf16(wq, ws), mode.stream);
+      if (bf16_copy) *bf16_copy = l.w;
     }
     return l;
   }
@@ -222,9 +227,7 @@ struct DeviceMla {
     m.kv_a = DeviceLinear::load(src, p + ".kv_a_proj_with_mqa", c.kv_lora_rank + c.qk_rope_head_dim, d, mode);
     m.kv_norm = DeviceNorm::load(src, p + ".kv_a_layernorm", c.kv_lora_rank, eps, mode.stream);
     const int64_t kvb_out = h * (c.qk_nope_head_dim + c.v_head_dim);
-    m.kv_b = DeviceLinear::load(src, p + ".kv_b_proj", kvb_out, c.kv_lora_rank, mode);
-    m.kv_b_bf16 = m.kv_b.native() ? DeviceLinear::load(src, p + ".kv_b_proj", kvb_out, c.kv_lora_rank, mode, true).w
-                                  : m.kv_b.w;
+    m.kv_b = DeviceLinear::load(src, p + ".kv_b_proj", kvb_out, c.kv_lora_rank, mode, &m.kv_b_bf16);
     m.o = DeviceLinear::load(src, p + ".o_proj", d, h * c.v_head_dim, mode);
     return m;
   }
