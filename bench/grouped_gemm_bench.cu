@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "bench_common.cuh"
+#include "moe_weights.cuh"
 #include "r1/kernels/cuda/act_quant.hpp"
 #include "r1/kernels/cuda/grouped_gemm.hpp"
 
@@ -21,7 +22,7 @@ namespace {
 using namespace r1;
 using cuda::GemmBackend;
 
-constexpr int64_t kExperts = 256, kTopK = 8, kHidden = 7168, kInter = 2048;
+using namespace r1::bench::moe;  // kExperts, kTopK, kHidden, kInter and the expert weights
 
 /// Routing of T tokens: offsets [E + 1] on the device, and how many experts receive tokens.
 struct Routing {
@@ -51,25 +52,6 @@ Routing make_routing(int64_t tokens) {
   return r;
 }
 
-/// One MoE layer's expert weights, made once per process.
-struct Bf16Experts {
-  Tensor w13 = bench::random_device(DType::bf16, {kExperts, 2 * kInter, kHidden}, 11, 0.02f);  // gate + up
-  Tensor w2 = bench::random_device(DType::bf16, {kExperts, kHidden, kInter}, 12, 0.02f);
-};
-struct Fp8Experts {
-  Tensor q13 = bench::random_device(DType::f8_e4m3, {kExperts, 2 * kInter, kHidden}, 13);
-  Tensor s13 = bench::random_scales_device({kExperts, 2 * kInter / 128, kHidden / 128}, 14);
-  Tensor q2 = bench::random_device(DType::f8_e4m3, {kExperts, kHidden, kInter}, 15);
-  Tensor s2 = bench::random_scales_device({kExperts, kHidden / 128, kInter / 128}, 16);
-};
-Bf16Experts& bf16_experts() {
-  static Bf16Experts e;
-  return e;
-}
-Fp8Experts& fp8_experts() {
-  static Fp8Experts e;
-  return e;
-}
 
 enum class Which { gate_up, down, both };
 const char* which_name(Which w) { return w == Which::gate_up ? "gate_up" : w == Which::down ? "down" : "gemms"; }
