@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Helpers for the GPU kernel tests: seeded random host tensors (fast enough for R1-sized weights),
 // device copies, NaN poisoning, and the error metrics the tests assert on (relative norm, largest
-// element error, non-finite count, untouched padding).
+// element error, non-finite count, untouched padding), the device's architecture, and a captured
+// CUDA graph.
 #pragma once
 
 #include <doctest/doctest.h>
@@ -13,6 +14,7 @@
 #include <random>
 #include <string>
 
+#include "r1/core/cuda.hpp"
 #include "r1/core/dtype.hpp"
 #include "r1/tensor/tensor.hpp"
 
@@ -133,5 +135,36 @@ inline int64_t touched_padding(const Tensor& host, int64_t cols) {
     for (int64_t j = cols * es; j < ld * es; ++j) n += b[r * ld * es + j] != 0xff;
   return n;
 }
+
+/// True on a Hopper GPU (compute capability 9.x: the wgmma/TMA kernels run there).
+inline bool hopper() {
+  int major = 0;
+  R1_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0));
+  return major == 9;
+}
+
+/// The work `enqueue` puts on `stream`, captured once as a CUDA graph and instantiated; launch()
+/// replays it. Destroys both when it goes out of scope (also when a REQUIRE throws).
+class CapturedGraph {
+ public:
+  template <class Fn>
+  CapturedGraph(stream_t stream, Fn&& enqueue, cudaStreamCaptureMode mode = cudaStreamCaptureModeThreadLocal) {
+    R1_CUDA_CHECK(cudaStreamBeginCapture(stream, mode));
+    enqueue();
+    R1_CUDA_CHECK(cudaStreamEndCapture(stream, &graph_));
+    R1_CUDA_CHECK(cudaGraphInstantiate(&exec_, graph_, 0));
+  }
+  ~CapturedGraph() {
+    if (exec_) (void)cudaGraphExecDestroy(exec_);
+    if (graph_) (void)cudaGraphDestroy(graph_);
+  }
+  CapturedGraph(const CapturedGraph&) = delete;
+  CapturedGraph& operator=(const CapturedGraph&) = delete;
+  void launch(stream_t stream) const { R1_CUDA_CHECK(cudaGraphLaunch(exec_, stream)); }
+
+ private:
+  cudaGraph_t graph_ = nullptr;
+  cudaGraphExec_t exec_ = nullptr;
+};
 
 }  // namespace r1::gpu_test

@@ -212,16 +212,11 @@ TEST_CASE("grouped_linear: a captured CUDA graph replays with new routing read o
   };
   call();  // warm-up: kernel attributes are set outside the capture
   stream.sync();
-  cudaGraph_t graph;
-  R1_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-  call();
-  R1_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
-  cudaGraphExec_t exec;
-  R1_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  const CapturedGraph graph(stream, call, cudaStreamCaptureModeGlobal);
   for (const auto* off : {&off_a, &off_b}) {
     od.copy_from(Tensor::from_vector(*off, {experts + 1}), stream);
     poison(y, stream);
-    R1_CUDA_CHECK(cudaGraphLaunch(exec, stream));
+    graph.launch(stream);
     Tensor yh = y.to(Space::host, stream);
     std::vector<double> ref(size_t(rows * n));
     auto refv = make_view<2>(ref.data(), {rows, n});
@@ -234,8 +229,6 @@ TEST_CASE("grouped_linear: a captured CUDA graph replays with new routing read o
     CHECK(r.nonfinite == 0);
     CHECK(r.rel_norm <= kTol);
   }
-  R1_CUDA_CHECK(cudaGraphExecDestroy(exec));
-  R1_CUDA_CHECK(cudaGraphDestroy(graph));
 }
 
 TEST_CASE("grouped_linear: bad arguments are r1::Errors") {

@@ -29,12 +29,6 @@ namespace {
 
 constexpr double kTol = 4e-3, kTolMax = 8e-3;
 
-bool hopper() {
-  int major = 0;
-  R1_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0));
-  return major == 9;
-}
-
 enum class Route { random, one_expert, first, last };
 
 /// Row offsets [E + 1] of `rows` rows over E experts (random routing leaves every third expert empty).
@@ -296,16 +290,11 @@ TEST_CASE("grouped fp8 own_wgmma: a captured CUDA graph replays with new routing
   };
   call();  // warm-up: kernel attributes and the driver's encoder are fetched outside the capture
   stream.sync();
-  cudaGraph_t graph;
-  R1_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-  call();
-  R1_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
-  cudaGraphExec_t exec;
-  R1_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  const CapturedGraph graph(stream, call, cudaStreamCaptureModeGlobal);
   for (const auto* off : {&off_a, &off_b}) {
     od.copy_from(Tensor::from_vector(*off, {experts + 1}), stream);
     poison(y, stream);
-    R1_CUDA_CHECK(cudaGraphLaunch(exec, stream));
+    graph.launch(stream);
     Tensor yh = y.to(Space::host, stream);
     std::vector<double> ref(size_t(rows * n));
     auto refv = make_view<2>(ref.data(), {rows, n});
@@ -324,6 +313,4 @@ TEST_CASE("grouped fp8 own_wgmma: a captured CUDA graph replays with new routing
     CHECK(r.rel_norm <= kTol);
     CHECK(r.max_rel <= kTolMax);
   }
-  R1_CUDA_CHECK(cudaGraphExecDestroy(exec));
-  R1_CUDA_CHECK(cudaGraphDestroy(graph));
 }

@@ -23,12 +23,6 @@ namespace {
 
 constexpr double kTol = 4e-3, kTolMax = 8e-3;
 
-bool hopper() {
-  int major = 0;
-  R1_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0));
-  return major == 9;
-}
-
 void run(int64_t m, int64_t n, int64_t k, bool mn_major, Stream& stream) {
   const uint64_t seed = case_seed(uint64_t(m), uint64_t(n), uint64_t(k), 90);
   Tensor x = random_uniform<float>({m, k}, seed, 3.0f);

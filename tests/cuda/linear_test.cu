@@ -172,17 +172,14 @@ TEST_CASE("linear: replays in a CUDA graph (split-K scratch from the stream-orde
   for (GemmBackend b : kBackends) {
     cuda::linear<float>(x.view<const bf16, 2>(), w.view<const bf16, 2>(), y.view<float, 2>(), stream, b);  // warm-up
     stream.sync();
-    cudaGraph_t graph;
-    R1_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-    cuda::linear<float>(x.view<const bf16, 2>(), w.view<const bf16, 2>(), y.view<float, 2>(), stream, b);
-    R1_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
-    cudaGraphExec_t exec;
-    R1_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    const CapturedGraph graph(
+        stream, [&] { cuda::linear<float>(x.view<const bf16, 2>(), w.view<const bf16, 2>(), y.view<float, 2>(), stream, b); },
+        cudaStreamCaptureModeGlobal);
     // new inputs, replay: the graph must compute with them
     Tensor xh2 = random_uniform<bf16>({m, k}, 23);
     x.copy_from(xh2, stream);
     poison(y, stream);
-    R1_CUDA_CHECK(cudaGraphLaunch(exec, stream));
+    graph.launch(stream);
     Tensor yh = y.to(Space::host, stream);
     std::vector<double> ref(size_t(m * n));
     auto refv = make_view<2>(ref.data(), {m, n});
@@ -191,8 +188,6 @@ TEST_CASE("linear: replays in a CUDA graph (split-K scratch from the stream-orde
     INFO("backend ", cuda::gemm_backend_name(b), ": ", r.str());
     CHECK(r.nonfinite == 0);
     CHECK(r.rel_norm <= kTolF32);
-    R1_CUDA_CHECK(cudaGraphExecDestroy(exec));
-    R1_CUDA_CHECK(cudaGraphDestroy(graph));
   }
 }
 

@@ -291,23 +291,16 @@ TEST_CASE("mla_attention_absorbed replays in a CUDA graph with new device length
   };
   call();  // first call outside the capture: kernel attributes are set once
   stream.sync();
-  cudaGraph_t graph = nullptr;
-  cudaGraphExec_t exec = nullptr;
-  R1_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-  call();
-  R1_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
-  R1_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  const CapturedGraph graph(stream, call);
   for (const std::vector<int32_t>& l : {std::vector<int32_t>{1, 4096, 77}, std::vector<int32_t>{3000, 64, 65}}) {
     Cache c = c0;
     c.lens = l;
     Tensor lh = Tensor::from_vector(l, {b});
     lens.copy_from(lh, stream);
     poison(out, stream);
-    R1_CUDA_CHECK(cudaGraphLaunch(exec, stream));
+    graph.launch(stream);
     R1_CHECK_CLOSE(compare_dev(out, ref_absorbed(q_lat, q_pe, c, scale), lat, stream));
   }
-  R1_CUDA_CHECK(cudaGraphExecDestroy(exec));
-  R1_CUDA_CHECK(cudaGraphDestroy(graph));
 }
 
 TEST_CASE("mla_attention_absorbed, single-sequence overload, matches the ref twin") {

@@ -351,23 +351,16 @@ TEST_CASE("moe_routed: a captured CUDA graph replays with new routing written on
   };
   layer(expect);  // first use outside the capture: one-time kernel attributes are set here
   stream.sync();
-  cudaGraph_t graph = nullptr;
-  R1_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-  layer(out);
-  R1_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
-  cudaGraphExec_t exec = nullptr;
-  R1_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  const CapturedGraph graph(stream, [&] { layer(out); });
   for (const Tensor* ids : {&ids_b, &ids_a}) {
     R1_CUDA_CHECK(cudaMemcpyAsync(idd.data(), (ids == &ids_b ? idb : ids_a.to(Space::cuda, stream)).data(),
                                   idd.nbytes(), cudaMemcpyDeviceToDevice, stream));
     stream.sync();
     poison(out, stream);
-    R1_CUDA_CHECK(cudaGraphLaunch(exec, stream));
+    graph.launch(stream);
     layer(expect);  // the same routing, run directly
     CHECK(same_bits(out.to(Space::host, stream), expect.to(Space::host, stream)));
   }
-  R1_CUDA_CHECK(cudaGraphExecDestroy(exec));
-  R1_CUDA_CHECK(cudaGraphDestroy(graph));
 }
 
 TEST_CASE("moe: empty input is a no-op; bad arguments are r1::Errors") {

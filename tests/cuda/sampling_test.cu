@@ -194,17 +194,14 @@ TEST_CASE("sample in a CUDA graph: seed and step on the device, advanced by samp
   const std::vector<int64_t> ss = {int64_t(seed), 5};
   Tensor seed_step = Tensor::from_vector(ss, {2}).to(Space::cuda, stream);
   R1_CUDA_CHECK(cudaStreamSynchronize(stream));
-  cudaGraph_t graph = nullptr;
-  cudaGraphExec_t exec = nullptr;
-  R1_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-  cuda::sample<float>(ld.view<const float, 2>(), p, seed_step.view<const int64_t, 1>(), out.view<int32_t, 1>(), stream);
-  cuda::sampling_advance_step(seed_step.view<int64_t, 1>(), stream);
-  R1_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
-  R1_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  const CapturedGraph graph(stream, [&] {
+    cuda::sample<float>(ld.view<const float, 2>(), p, seed_step.view<const int64_t, 1>(), out.view<int32_t, 1>(), stream);
+    cuda::sampling_advance_step(seed_step.view<int64_t, 1>(), stream);
+  });
   Tally tally;
   for (uint64_t step = 5; step < 8; ++step) {
     poison(out, stream);
-    R1_CUDA_CHECK(cudaGraphLaunch(exec, stream));
+    graph.launch(stream);
     Tensor oh = out.to(Space::host, stream);
     std::vector<int32_t> got(oh.data_as<int32_t>(), oh.data_as<int32_t>() + batch);
     compare_rows<float>(logits, got, p, seed, step, tally, "graph");
@@ -212,8 +209,6 @@ TEST_CASE("sample in a CUDA graph: seed and step on the device, advanced by samp
   Tensor sh = seed_step.to(Space::host, stream);
   CHECK(sh.data_as<int64_t>()[1] == 8);
   CHECK(tally.boundary <= 1);
-  R1_CUDA_CHECK(cudaGraphExecDestroy(exec));
-  R1_CUDA_CHECK(cudaGraphDestroy(graph));
 }
 
 TEST_CASE("sampling: bad arguments are r1::Errors") {
