@@ -144,7 +144,7 @@ struct Storage {
   void* ptr = nullptr;
   std::size_t bytes = 0;
   Kind kind = Kind::host;
-  stream_t stream = nullptr;         // device: the stream the free is ordered on
+  stream_t stream = nullptr;         // device: the stream the free is ordered on (must outlive this)
   std::shared_ptr<const void> keepalive;  // borrowed: the owner of the memory
   Space borrowed_space = Space::host;     // borrowed: where that memory is
 

@@ -22,7 +22,10 @@ class Tensor {
  public:
   Tensor() = default;
 
-  /// Uninitialized tensor. Device memory comes from the stream-ordered pool on `stream`.
+  /// Uninitialized tensor. Device memory comes from the stream-ordered pool on `stream` and returns
+  /// to it on `stream` when the last Tensor sharing it goes away, so `stream` must outlive the
+  /// memory: long-lived tensors (model weights) belong on a long-lived stream, or on the default
+  /// stream (nullptr), as CudaDeepseekV3's weights are.
   static Tensor empty(DType dtype, const Shape& shape, Space space = Space::host,
                       stream_t stream = nullptr) {
     Tensor t;
