@@ -387,6 +387,52 @@ __global__ void __launch_bounds__(128) mla_decode_generic_kernel(const DecodePar
 
 namespace detail::mla {
 
+/// Splits of the keys for a decode launch of `row_blocks` x batch CTAs, from a host bound on the
+/// keys: minimises (waves) x (key tiles per split + `fixed` + `split_extra` when split), a cost in
+/// key tiles (`fixed`: the Q load and epilogue; `split_extra`: the partials' write and re-read).
+/// At most `max_splits`; the kernel's occupancy comes from `ki`.
+inline int choose_decode_splits(int64_t row_blocks, int64_t batch, const KernelInfo& ki, int64_t tiles,
+                                int64_t max_splits, double fixed, double split_extra) {
+  const int64_t ctas = row_blocks * batch;
+  const int64_t slots = int64_t(current_device().sms) * ki.blocks_per_sm;
+  int best = 1;
+  double best_cost = 1e300;
+  for (int64_t s = 1; s <= max_splits; ++s) {
+    const double waves = double(ceil_div(ctas * s, slots));
+    const double cost = waves * (double(ceil_div(tiles, s)) + fixed + (s > 1 ? split_extra : 0.0));
+    if (cost < best_cost * 0.98) {
+      best_cost = cost;
+      best = int(s);
+    }
+  }
+  return best;
+}
+
+/// Launches `kernel` over (row blocks, splits, batch) with p.splits = splits, the fp32 partials of
+/// a split launch from the pool, and the combine kernel after it.
+template <class Kernel>
+void launch_decode_split(Kernel kernel, DecodeParams p, int splits, int64_t row_blocks, int threads, int smem,
+                         stream_t stream) {
+  const int64_t rows = int64_t(p.tokens) * p.heads;
+  p.splits = splits;
+  Tensor part_o, part_ml;
+  if (splits > 1) {
+    part_o = Tensor::empty(DType::f32, {int64_t(p.batch), int64_t(splits), rows, int64_t(p.lat)}, Space::cuda, stream);
+    part_ml = Tensor::empty(DType::f32, {int64_t(p.batch), int64_t(splits), rows, 2}, Space::cuda, stream);
+    p.part_o = part_o.data_as<float>();    // [batch, splits, rows, lat]
+    p.part_ml = part_ml.data_as<float>();  // [batch, splits, rows, 2]
+  } else {
+    p.part_o = nullptr;
+    p.part_ml = nullptr;
+  }
+  kernel<<<dim3(unsigned(row_blocks), unsigned(splits), unsigned(p.batch)), threads, smem, stream>>>(p);
+  R1_CUDA_CHECK_LAUNCH();
+  if (splits > 1) {
+    mla_decode_combine_kernel<<<dim3(unsigned(rows), unsigned(p.batch)), 128, 0, stream>>>(p);
+    R1_CUDA_CHECK_LAUNCH();
+  }
+}
+
 /// The Hopper kernel (mla_decode_sm90.cuh) for R1's dims: splits of the keys from max_keys (a
 /// host bound), one wave of 1-block-per-SM CTAs where the batch allows.
 inline void launch_decode_sm90(DecodeParams p, int64_t max_keys, stream_t stream, const char* op) {
@@ -397,39 +443,12 @@ inline void launch_decode_sm90(DecodeParams p, int64_t max_keys, stream_t stream
   const int64_t row_blocks = ceil_div(rows, C::BM);
   R1_CHECK(row_blocks < (int64_t(1) << 31) && p.batch <= 65535, op, "batch ", p.batch, " x ", rows,
            " rows is too large a grid");
-  // Splits: minimise (waves) x (key tiles per split + Q load and epilogue) + the partials' round
-  // trip (128 KB of fp32 per block written and read again, about two key tiles), in key tiles.
-  const int64_t ctas = row_blocks * p.batch;
-  const int64_t slots = int64_t(current_device().sms) * ki.blocks_per_sm;
+  // Splits: key tiles per split + the Q load and epilogue (1.5 tiles) + the partials' round trip
+  // (128 KB of fp32 per block written and read again, about two key tiles).
   const int64_t tiles = std::max<int64_t>(1, ceil_div(max_keys, C::BN));
   const int64_t max_splits = std::clamp<int64_t>(ceil_div(max_keys, 2 * C::BN), 1, 128);
-  int best = 1;
-  double best_cost = 1e300;
-  for (int64_t s = 1; s <= max_splits; ++s) {
-    const double waves = double(ceil_div(ctas * s, slots));
-    const double cost = waves * (double(ceil_div(tiles, s)) + 1.5 + (s > 1 ? 2.0 : 0.0));
-    if (cost < best_cost * 0.98) {
-      best_cost = cost;
-      best = int(s);
-    }
-  }
-  p.splits = best;
-  Tensor part_o, part_ml;
-  if (best > 1) {
-    part_o = Tensor::empty(DType::f32, {int64_t(p.batch), int64_t(best), rows, int64_t(p.lat)}, Space::cuda, stream);
-    part_ml = Tensor::empty(DType::f32, {int64_t(p.batch), int64_t(best), rows, 2}, Space::cuda, stream);
-    p.part_o = part_o.data_as<float>();     // [batch, splits, rows, 512]
-    p.part_ml = part_ml.data_as<float>();   // [batch, splits, rows, 2]
-  } else {
-    p.part_o = nullptr;
-    p.part_ml = nullptr;
-  }
-  kernel<<<dim3(unsigned(row_blocks), unsigned(best), unsigned(p.batch)), C::THREADS, C::SMEM, stream>>>(p);
-  R1_CUDA_CHECK_LAUNCH();
-  if (best > 1) {
-    mla_decode_combine_kernel<<<dim3(unsigned(rows), unsigned(p.batch)), 128, 0, stream>>>(p);
-    R1_CUDA_CHECK_LAUNCH();
-  }
+  const int splits = choose_decode_splits(row_blocks, p.batch, ki, tiles, max_splits, 1.5, 2.0);
+  launch_decode_split(kernel, p, splits, row_blocks, C::THREADS, C::SMEM, stream);
 }
 
 /// Shared by the batched and single-sequence decode entry points once p is filled: picks the
@@ -444,40 +463,11 @@ inline void launch_decode(DecodeParams p, int64_t max_keys, stream_t stream, con
     const int64_t row_blocks = ceil_div(rows, Cfg::BM);
     R1_CHECK(row_blocks < (int64_t(1) << 31) && p.batch <= 65535, op, "batch ", p.batch, " x ", rows,
              " rows is too large a grid");
-    // Splits: minimise (waves) x (key tiles per split + Q load + partial round trip), a simple
-    // model in units of one key tile; a split costs its partial sums' write and read.
-    const int64_t ctas = row_blocks * p.batch;
-    const int64_t slots = int64_t(current_device().sms) * ki.blocks_per_sm;
+    // Splits: key tiles per split + the Q load (2 tiles) + the partials' round trip (4 tiles).
     const int64_t tiles = std::max<int64_t>(1, ceil_div(max_keys, Cfg::BN));
     const int64_t max_splits = std::clamp<int64_t>(ceil_div(max_keys, 256), 1, 128);
-    int best = 1;
-    double best_cost = 1e300;
-    for (int64_t s = 1; s <= max_splits; ++s) {
-      const double waves = double(ceil_div(ctas * s, slots));
-      const double cost = waves * (double(ceil_div(tiles, s)) + 2.0 + (s > 1 ? 4.0 : 0.0));
-      if (cost < best_cost * 0.98) {
-        best_cost = cost;
-        best = int(s);
-      }
-    }
-    p.splits = best;
-    Tensor part_o, part_ml;
-    if (best > 1) {
-      part_o = Tensor::empty(DType::f32, {int64_t(p.batch), int64_t(best), rows, int64_t(p.lat)}, Space::cuda, stream);
-      part_ml = Tensor::empty(DType::f32, {int64_t(p.batch), int64_t(best), rows, 2}, Space::cuda, stream);
-      p.part_o = part_o.data_as<float>();
-      p.part_ml = part_ml.data_as<float>();
-    } else {
-      p.part_o = nullptr;
-      p.part_ml = nullptr;
-    }
-    const dim3 grid(unsigned(row_blocks), unsigned(best), unsigned(p.batch));
-    kernel<<<grid, Cfg::THREADS, Cfg::SMEM, stream>>>(p);
-    R1_CUDA_CHECK_LAUNCH();
-    if (best > 1) {
-      mla_decode_combine_kernel<<<dim3(unsigned(rows), unsigned(p.batch)), 128, 0, stream>>>(p);
-      R1_CUDA_CHECK_LAUNCH();
-    }
+    const int splits = choose_decode_splits(row_blocks, p.batch, ki, tiles, max_splits, 2.0, 4.0);
+    launch_decode_split(kernel, p, splits, row_blocks, Cfg::THREADS, Cfg::SMEM, stream);
   };
   if (p.lat == Sm90DecodeCfg::LAT && p.dr == Sm90DecodeCfg::DR && p.vec && p.vec_o && binary_arch() == 90) {
     launch_decode_sm90(p, max_keys, stream, op);
