@@ -63,6 +63,21 @@ inline bool grouped_uses_wgmma(GemmBackend backend, GemmKind kind, int64_t rows,
          binary_arch() == 90;
 }
 
+/// The wgmma grouped kernel's parameters shared by its bf16 and FP8 forms: sizes, the device
+/// offsets [E + 1] and the output y [rows, N] bf16.
+inline wgmma::GroupedParams grouped_wgmma_params(int64_t rows, int64_t n, View<const int32_t, 1> offsets,
+                                                 View<bf16, 2> y) {
+  wgmma::GroupedParams gp;
+  gp.m = int(rows);
+  gp.n = int(n);
+  gp.groups = int(offsets.shape[0] - 1);
+  gp.offsets = offsets.data;
+  gp.y = y.data;
+  gp.ldy = row_stride(y);
+  gp.y_pairs = aligned_to(y.data, 4) && gp.ldy % 2 == 0;
+  return gp;
+}
+
 inline void grouped_linear_impl(View<const bf16, 2> x, View<const int32_t, 1> offsets, const ExpertWeights<bf16>& w,
                                 View<bf16, 2> y, stream_t stream, GemmBackend backend) {
   const char* op = "cuda.grouped_linear";
@@ -84,14 +99,7 @@ inline void grouped_linear_impl(View<const bf16, 2> x, View<const int32_t, 1> of
   require_int32(k, op, "K");
   if (rows == 0 || n == 0) return;
   if (grouped_uses_wgmma(backend, GemmKind::bf16, rows, experts, n, k, w.data != nullptr)) {
-    wgmma::GroupedParams gp;
-    gp.m = int(rows);
-    gp.n = int(n);
-    gp.groups = int(experts);
-    gp.offsets = offsets.data;
-    gp.y = y.data;
-    gp.ldy = row_stride(y);
-    gp.y_pairs = aligned_to(y.data, 4) && gp.ldy % 2 == 0;
+    wgmma::GroupedParams gp = grouped_wgmma_params(rows, n, offsets, y);
     wgmma::launch_grouped<false>(x.data, row_stride(x) * 2, w.data, w.row_stride * 2, w.expert_stride * 2, k * 2,
                                  gp, stream, op);
     return;
@@ -131,14 +139,7 @@ inline void grouped_linear_fp8_native_impl(View<const fp8_e4m3, 2> xq, View<cons
   check_experts(ws, experts, ceil_div(n, 128), k / 128, op, "expert weight scales");
   if (rows == 0 || n == 0) return;
   if (grouped_uses_wgmma(backend, GemmKind::fp8_block, rows, experts, n, k, wq.data != nullptr && ws.data != nullptr)) {
-    wgmma::GroupedParams gp;
-    gp.m = int(rows);
-    gp.n = int(n);
-    gp.groups = int(experts);
-    gp.offsets = offsets.data;
-    gp.y = y.data;
-    gp.ldy = row_stride(y);
-    gp.y_pairs = aligned_to(y.data, 4) && gp.ldy % 2 == 0;
+    wgmma::GroupedParams gp = grouped_wgmma_params(rows, n, offsets, y);
     gp.xs = xs.data;
     gp.xs_rs = xs.stride[0];
     gp.xs_bs = xs.stride[1];
