@@ -85,6 +85,39 @@ struct DeviceLinear {
   int64_t out() const { return w.size(0); }
   int64_t in() const { return w.size(1); }
 
+  /// The host tensors a layer's device storage is made of: `<prefix>.weight` [out, in] as the
+  /// device keeps it (bf16, or e4m3 in native mode) and its weight_scale_inv (native only,
+  /// undefined otherwise); `wq`/`wsc` are the FP8 codes and scales when stored as FP8.
+  struct HostParts {
+    Tensor w, ws;    // device layout: [out, in] bf16 or e4m3; [ceil(out/128), in/128] f32
+    Tensor wq, wsc;  // FP8 storage as read: [out, in] e4m3, scale grid f32 (undefined for bf16)
+  };
+  template <WeightSource S>
+  static HostParts host_parts(const S& src, const std::string& prefix, int64_t out, int64_t in,
+                              const DeviceWeightMode& mode) {
+    HostParts h;
+    const std::string wn = prefix + ".weight";
+    const bool stored_fp8 = mode.fp8_checkpoint && (src.has(prefix + ".weight_scale_inv") || !src.has(wn) ||
+                                                    src.get(wn).dtype() == DType::f8_e4m3);
+    if (!stored_fp8) {
+      h.w = load_tensor(src, wn, {DType::bf16}, Shape{out, in});  // [out, in]
+      return h;
+    }
+    h.wq = load_tensor(src, wn, {DType::f8_e4m3}, Shape{out, in});  // [out, in]
+    h.wsc = load_tensor(src, prefix + ".weight_scale_inv", {DType::f32},
+                        Shape{detail::cdiv(out, 128), detail::cdiv(in, 128)});  // scale grid
+    if (mode.native()) {
+      R1_CHECK(in % 128 == 0, "linear", prefix, ": K = ", in,
+               " is not a multiple of 128, so its input cannot be quantized 1 x 128 (fp8 native mode, as "
+               "DeepSeek's act_quant); use fp8 dequant mode for this checkpoint");
+      h.w = h.wq;
+      h.ws = h.wsc;
+    } else {
+      h.w = detail::dequant_to_bf16(h.wq, h.wsc);  // [out, in]
+    }
+    return h;
+  }
+
   /// Loads `<prefix>.weight` [out, in] (and its weight_scale_inv when stored as FP8).
   /// `bf16_copy`, when given, also receives the weight as bf16 [out, in] on the device (MLA's kv_b
   /// for the absorbed form): the layer's own w when it is bf16, else dequantized from the codes
@@ -92,29 +125,13 @@ struct DeviceLinear {
   template <WeightSource S>
   static DeviceLinear load(const S& src, const std::string& prefix, int64_t out, int64_t in,
                            const DeviceWeightMode& mode, Tensor* bf16_copy = nullptr) {
+    const HostParts h = host_parts(src, prefix, out, in, mode);
     DeviceLinear l;
     l.name = prefix;
-    const std::string wn = prefix + ".weight";
-    const bool stored_fp8 = mode.fp8_checkpoint && (src.has(prefix + ".weight_scale_inv") || !src.has(wn) ||
-                                                    src.get(wn).dtype() == DType::f8_e4m3);
-    if (!stored_fp8) {
-      l.w = detail::upload(load_tensor(src, wn, {DType::bf16}, Shape{out, in}), mode.stream);
-      if (bf16_copy) *bf16_copy = l.w;
-      return l;
-    }
-    const Tensor wq = load_tensor(src, wn, {DType::f8_e4m3}, Shape{out, in});  // [out, in]
-    const Tensor ws = load_tensor(src, prefix + ".weight_scale_inv", {DType::f32},
-                                  Shape{detail::cdiv(out, 128), detail::cdiv(in, 128)});  // scale grid
-    if (mode.native()) {
-      R1_CHECK(in % 128 == 0, "linear", prefix, ": K = ", in,
-               " is not a multiple of 128, so its input cannot be quantized 1 x 128 (fp8 native mode, as "
-               "DeepSeek's act_quant); use fp8 dequant mode for this checkpoint");
-      l.w = detail::upload(wq, mode.stream);
-      l.ws = detail::upload(ws, mode.stream);
-      if (bf16_copy) *bf16_copy = detail::upload(detail::dequant_to_bf16(wq, ws), mode.stream);
-    } else {
-      l.w = detail::upload(detail::dequant_to_bf16(wq, ws), mode.stream);
-      if (bf16_copy) *bf16_copy = l.w;
+    l.w = detail::upload(h.w, mode.stream);
+    if (h.ws.defined()) l.ws = detail::upload(h.ws, mode.stream);
+    if (bf16_copy) {
+      *bf16_copy = l.w.dtype() == DType::bf16 ? l.w : detail::upload(detail::dequant_to_bf16(h.wq, h.wsc), mode.stream);
     }
     return l;
   }
@@ -151,19 +168,21 @@ struct DeviceExperts {
     e.dim = dim;
     e.width = width;
     e.native = mode.native();
+    // Each expert's host tensors go straight into its slice of the stacked device tensors (no
+    // per-expert device allocation and device-to-device copy).
     auto stack = [&](const char* proj, int64_t rows, int64_t cols, Tensor& w, Tensor& s) {
       for (int64_t i = 0; i < n; ++i) {
         const std::string p = prefix + "." + std::to_string(i) + "." + proj;
-        DeviceLinear l = DeviceLinear::load(src, p, rows, cols, mode);
+        const DeviceLinear::HostParts h = DeviceLinear::host_parts(src, p, rows, cols, mode);
         if (i == 0) {
-          w = Tensor::empty(l.w.dtype(), {n, rows, cols}, Space::cuda, detail::kWeightStream);  // [E, rows, cols]
-          if (l.native())
-            s = Tensor::empty(DType::f32, {n, l.ws.size(0), l.ws.size(1)}, Space::cuda, detail::kWeightStream);  // scales
+          w = Tensor::empty(h.w.dtype(), {n, rows, cols}, Space::cuda, detail::kWeightStream);  // [E, rows, cols]
+          if (h.ws.defined())
+            s = Tensor::empty(DType::f32, {n, h.ws.size(0), h.ws.size(1)}, Space::cuda, detail::kWeightStream);  // scales
         }
-        R1_CHECK(l.w.dtype() == w.dtype(), "experts", p, ": stored as ", dtype_name(l.w.dtype()),
+        R1_CHECK(h.w.dtype() == w.dtype(), "experts", p, ": stored as ", dtype_name(h.w.dtype()),
                  " while expert 0 is ", dtype_name(w.dtype()));
-        w.select(0, i).copy_from(l.w, detail::kWeightStream);
-        if (l.native()) s.select(0, i).copy_from(l.ws, detail::kWeightStream);
+        w.select(0, i).copy_from(h.w.contiguous(), detail::kWeightStream);
+        if (h.ws.defined()) s.select(0, i).copy_from(h.ws.contiguous(), detail::kWeightStream);
       }
     };
     stack("gate_proj", width, dim, e.gate, e.gate_s);
