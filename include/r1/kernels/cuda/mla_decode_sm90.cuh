@@ -15,12 +15,14 @@
 // bytes apart, k16 steps +32 bytes) and the N-major layout of the second (64-column atoms 8192
 // bytes apart, 8-key groups 1024 bytes apart, k16 steps +2048 bytes). Warpgroup 1 gathers rows
 // from the pages with cp.async (16-byte chunks written at their swizzled place), double-buffered,
-// and hands tiles over through named barriers; see the kernel for the handoff protocol. Softmax
-// is fp32 in warpgroup 0, which passes P and the rescale factors through shared memory; both
+// and hands tiles over through mbarriers; see the kernel for the handoff protocol. Softmax is
+// fp32 in warpgroup 0, which passes P and the rescale factors through shared memory; both
 // warpgroups' fragment rows coincide (warp w of either owns rows 16w..16w+15).
-// Shared memory: Q 72 KB + 2 tiles 144 KB + P 8 KB: one block per SM.
+// Shared memory: Q 72 KB + 2 tiles 144 KB + P 8 KB + row data 1.5 KB + 6 mbarriers: one block
+// per SM. Every mbarrier wait is bounded (gemm_wgmma.cuh's mbar_wait): a protocol error traps.
 #pragma once
 
+#include "r1/kernels/cuda/gemm_wgmma.cuh"
 #include "r1/kernels/cuda/mla_common.cuh"
 
 namespace r1::cuda::detail::mla {
@@ -31,7 +33,11 @@ struct Sm90DecodeCfg {
   static constexpr int CHUNK = 64 * 128;                  // one [64 rows x 64 dims] swizzled chunk
   static constexpr int TILE = (LAT + DR) / 64 * CHUNK;    // Q or one key tile (9 chunks, 73728 B)
   static constexpr int Q_OFF = 0, K_OFF = TILE, P_OFF = 3 * TILE, RED_OFF = P_OFF + CHUNK;
-  static constexpr int SMEM = RED_OFF + 4 * (2 * BM + 2 * BM + 2 * BN) + 1024;  // + alignment slack
+  static constexpr int RED_BYTES = 4 * (2 * BM + 2 * BM + 2 * BN);  // row maxima, sums, bad keys
+  static constexpr int BAR_OFF = RED_OFF + RED_BYTES, BARS = 6;     // the mbarriers (8 bytes each)
+  static constexpr int SMEM = BAR_OFF + 8 * BARS + 1024;            // + alignment slack
+  static_assert(BAR_OFF % 8 == 0, "mbarriers are 8-byte aligned");
+  static_assert(SMEM <= 227 * 1024, "exceeds Hopper's shared memory per block");
 };
 
 /// Byte offset of 16-byte unit u (0..71) of row r (0..63) in a tile of swizzled chunks.
@@ -111,7 +117,7 @@ __global__ void __launch_bounds__(256, 1) mla_decode_sm90_kernel(const DecodePar
   extern __shared__ __align__(1024) char smem_dec90[];
   // 128-byte swizzle is a function of the address bits: chunks must sit on 1024-byte boundaries.
   const uint32_t raw = smem_u32(smem_dec90), base = (raw + 1023u) & ~1023u;
-  const uint32_t sQ = base + C::Q_OFF, sK = base + C::K_OFF, sP = base + C::P_OFF;
+  const uint32_t sQ = base + C::Q_OFF, sK = base + C::K_OFF, sP = base + C::P_OFF, bars = base + C::BAR_OFF;
   float* red_max = reinterpret_cast<float*>(smem_dec90 + (base - raw) + C::RED_OFF);  // [2 warpgroups][BM]
   float* red_sum = red_max + 2 * BM;                                                // [2 warpgroups][BM]
   int* s_bad = reinterpret_cast<int*>(red_sum + 2 * BM);                            // [2 buffers][BN]
@@ -142,22 +148,44 @@ __global__ void __launch_bounds__(256, 1) mla_decode_sm90_kernel(const DecodePar
         p.o[int64_t(b) * p.o_b + int64_t(t) * p.o_t + int64_t(h) * p.o_h + c] = bf16(0.0f);
       }
     }
-    return;
+    return;  // uniform per block: a block returns here or sets up the mbarriers below with all threads
   }
 
   // Warp specialisation (FlashMLA's split of the work): warpgroup 0 scores each tile (S = Q K^T,
   // all 64 keys), runs the softmax, writes P and the rescale factors, and adds P . V into output
   // columns 0..255; warpgroup 1 gathers the tiles and adds P . V into columns 256..511. Its
   // product for tile j overlaps warpgroup 0's scores of tile j + 1 on the tensor cores.
-  // Named barriers (bar.sync waits, bar.arrive signals; 256 = both warpgroups):
-  //   FULL + b : tile in buffer b (and Q) landed           (1 arrives, 0 waits)
-  //   P_READY  : P and alpha of tile j written             (0 arrives, 1 waits)
-  //   P_FREE   : warpgroup 1 is done reading them          (1 arrives, 0 waits before tile j + 1)
-  //   EMPTY + b: warpgroup 0 is done with buffer b         (0 arrives, 1 waits before refilling it)
-  //   LOADER   : warpgroup 1's own loads landed (128 threads)
-  constexpr int FULL = 1, P_READY = 3, P_FREE = 4, EMPTY = 5, LOADER = 7;
+  // Handoffs between the warpgroups: mbarriers in shared memory, each completed by all 128
+  // threads of the producing warpgroup (an arrive releases only the arriving thread's own prior
+  // writes) and waited on by all 128 threads of the other, with the phase parity given:
+  //   FULL + b : tile j in buffer b = j & 1 (and Q) landed (1 arrives, 0 waits; parity (j >> 1) & 1)
+  //   P_READY  : P and alpha of tile j written             (0 arrives, 1 waits; parity j & 1)
+  //   P_FREE   : warpgroup 1 is done reading them          (1 arrives after tile j if j + 1 < nj,
+  //                                                         0 waits before writing tile j + 1's;
+  //                                                         parity j & 1)
+  //   EMPTY + b: warpgroup 0 is done with buffer b         (0 arrives after tile j if j + 2 < nj,
+  //                                                         1 waits before refilling it with tile
+  //                                                         j + 2; parity (j >> 1) & 1)
+  // Each waiter waits for every phase of its barriers in order, and no barrier can complete a
+  // phase before all its waiters have passed the wait for the previous one (FULL's next use of b
+  // needs EMPTY + b, P_READY's next phase needs P_FREE, P_FREE's needs P_READY, EMPTY's needs
+  // FULL), so a parity always names the phase meant. Named barriers, within one warpgroup only:
+  //   LOADER    : warpgroup 1's own loads landed (its 128 threads; before it arrives on FULL)
+  //   LOADER + 1: warpgroup 0's own P written (its 128 threads; before its P . V)
+  // Why mbarriers rather than named barriers (bar.arrive on one side, bar.sync on the other) for
+  // the handoffs: compute-sanitizer's racecheck models mbarrier arrive / wait, but not that
+  // producer / consumer use of named barriers, which (correct as it is by the PTX memory model)
+  // drew thousands of false hazards on s_alpha and confused its tracking of __syncthreads.
+  constexpr int FULL = 0, P_READY = 2, P_FREE = 3, EMPTY = 4, LOADER = 1;
+  static_assert(EMPTY + 2 == C::BARS, "Sm90DecodeCfg's mbarrier count");
+  using wgmma::mbar_arrive, wgmma::mbar_init, wgmma::mbar_wait;
+  const auto mbar = [&](int i) { return bars + uint32_t(i) * 8u; };
   const auto bar_sync = [](int id, int n) { asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory"); };
-  const auto bar_arrive = [](int id, int n) { asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory"); };
+  if (tid == 0) {
+    for (int i = 0; i < C::BARS; ++i) mbar_init(mbar(i), 128);  // every thread of a warpgroup arrives
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
   const int nj = (k_end - k0 + BN - 1) / BN;
   float* s_alpha = red_max;  // [BM] rescale factors of the current tile (written by warpgroup 0)
   float* s_l = red_sum;      // [BM] final row sums
@@ -212,10 +240,10 @@ __global__ void __launch_bounds__(256, 1) mla_decode_sm90_kernel(const DecodePar
     cp_async_wait<1>();
     fence_proxy_async();
     bar_sync(LOADER, 128);
-    bar_arrive(FULL, 256);
+    mbar_arrive(mbar(FULL));
     for (int j = 0; j < nj; ++j) {
       const uint32_t kb = sK + uint32_t(j & 1) * C::TILE;
-      bar_sync(P_READY, 256);
+      mbar_wait(mbar(P_READY), uint32_t(j) & 1u);
       const float a0 = s_alpha[r0], a1 = s_alpha[r0 + 8];
 #pragma unroll
       for (int i = 0; i < 128; ++i) o[i] *= (i & 2) ? a1 : a0;
@@ -231,13 +259,13 @@ __global__ void __launch_bounds__(256, 1) mla_decode_sm90_kernel(const DecodePar
         cp_async_wait<0>();
         fence_proxy_async();
         bar_sync(LOADER, 128);
-        bar_arrive(FULL + ((j + 1) & 1), 256);
+        mbar_arrive(mbar(FULL + ((j + 1) & 1)));
       }
       wg_wait0();
       fence_acc(o);
-      if (j + 1 < nj) bar_arrive(P_FREE, 256);
+      if (j + 1 < nj) mbar_arrive(mbar(P_FREE));
       if (j + 2 < nj) {
-        bar_sync(EMPTY + (j & 1), 256);  // warpgroup 0 is done with this buffer too
+        mbar_wait(mbar(EMPTY + (j & 1)), uint32_t(j >> 1) & 1u);  // warpgroup 0 is done with this buffer too
         load_k(j + 2, j & 1);
       }
       cp_async_commit();
@@ -252,7 +280,7 @@ __global__ void __launch_bounds__(256, 1) mla_decode_sm90_kernel(const DecodePar
     }
     float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
     for (int j = 0; j < nj; ++j) {
-      bar_sync(FULL + (j & 1), 256);
+      mbar_wait(mbar(FULL + (j & 1)), uint32_t(j >> 1) & 1u);
       const uint32_t kb = sK + uint32_t(j & 1) * C::TILE;
       const int* bad = s_bad + (j & 1) * BN;
       // S [64 rows, 64 keys] = Q . K^T over 576 dims: 9 chunks x 4 k16 steps
@@ -285,7 +313,7 @@ __global__ void __launch_bounds__(256, 1) mla_decode_sm90_kernel(const DecodePar
         mx[r] = fmaxf(mx[r], x);  // fmaxf drops NaN: the NaN reaches the output through P
       }
       float alpha[2];
-      if (j > 0) bar_sync(P_FREE, 256);  // warpgroup 1 has read P and alpha of tile j - 1
+      if (j > 0) mbar_wait(mbar(P_FREE), uint32_t(j - 1) & 1u);  // warpgroup 1 has read P and alpha of tile j - 1
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
@@ -308,7 +336,7 @@ __global__ void __launch_bounds__(256, 1) mla_decode_sm90_kernel(const DecodePar
         if (tq == 0) s_alpha[row] = alpha[r];
       }
       fence_proxy_async();
-      bar_arrive(P_READY, 256);
+      mbar_arrive(mbar(P_READY));
 #pragma unroll
       for (int i = 0; i < 128; ++i) o[i] *= alpha[(i >> 1) & 1];
       // warpgroup 0's own P . V: synchronise its 128 threads' P writes for its own wgmma
@@ -323,7 +351,7 @@ __global__ void __launch_bounds__(256, 1) mla_decode_sm90_kernel(const DecodePar
       wg_commit();
       wg_wait0();
       fence_acc(o);
-      if (j + 2 < nj) bar_arrive(EMPTY + (j & 1), 256);
+      if (j + 2 < nj) mbar_arrive(mbar(EMPTY + (j & 1)));
     }
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
