@@ -37,9 +37,10 @@ if [[ -n ${R1_SANITIZE:-} ]]; then
     exe=$(find "$build/tests" -type f -name "$t" -perm -u+x | head -1)
     # racecheck reports hazards inside cuBLASLt's own Hopper kernels (nvjet_*: TMA/mbarrier
     # synchronization it does not model); those are NVIDIA's code, so racecheck skips them.
-    local skip=()
+    local skip=() envs=()
     [[ $R1_SANITIZE == racecheck ]] && skip=(--kernel-name-exclude kns=nvjet)
-    if timeout "${R1_SANITIZE_TIMEOUT:-500}" compute-sanitizer --tool "$R1_SANITIZE" "${skip[@]}" --error-exitcode 99 \
+    [[ $R1_SANITIZE == racecheck && $t != *grouped_gemm* ]] && envs=(R1_GEMM_BACKEND=own)
+    if env "${envs[@]}" timeout "${R1_SANITIZE_TIMEOUT:-500}" compute-sanitizer --tool "$R1_SANITIZE" "${skip[@]}" --error-exitcode 99 \
         "$exe" --test-case-exclude='*impossible allocation*' >"$logs/$t.$R1_SANITIZE.log" 2>&1; then
       echo "clean   $R1_SANITIZE $t"
     else
@@ -48,6 +49,14 @@ if [[ -n ${R1_SANITIZE:-} ]]; then
       return 1
     fi
   }
+  if [[ $R1_SANITIZE == racecheck ]]; then
+    # racecheck aborts with "Internal Sanitizer Error: failed to handle a hardware exception" on
+    # some of cuBLASLt's Hopper (nvjet) kernels, even with them excluded. racecheck is for r1's
+    # kernels: 'automatic' GEMMs run r1's own there and the tests' explicit cuBLASLt cases are
+    # skipped (each skip is printed in the log); memcheck still runs cuBLASLt's kernels.
+    # (The grouped-GEMM tests check the automatic choice itself, and run no cuBLASLt GEMM.)
+    export R1_TEST_SKIP_CUBLASLT=1
+  fi
   export -f run_one
   export build logs R1_SANITIZE
   printf '%s\n' "${tests[@]}" | xargs -P "${R1_SANITIZE_JOBS:-4}" -I{} bash -c 'run_one {}'
