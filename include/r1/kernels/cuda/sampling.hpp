@@ -5,13 +5,17 @@
 //
 // Same semantics as the ref (ref/sampling.hpp): z = logit / temperature (fp32), tokens ordered by
 // probability (descending, lower id first on ties), the first top_k kept, then the shortest prefix
-// whose mass reaches top_p, and an inverse-CDF draw in that order. No sort: the kernel finds the
+// whose mass reaches top_p, and an inverse-CDF draw in that order. No sort: the kernels find the
 // cut points by radix descent over a 32-bit order key (histograms of counts and masses), so every
-// cut is exact in order and ties; masses are fp32 exp(z - max) summed in double, against the ref's
-// double exp, so a cut can differ from the ref's only where a cumulative mass lies within ~1e-6 of
-// top_p or of the drawn u (fp32 vs fp64 rounding). Probabilities are ordered through z - max in fp32;
-// the ref orders by double exp(z - max), which ties distinct values only within 2^-29 of the maximum
-// or below e^-745 (prob. ~0): there the GPU still orders by z.
+// cut is exact in order and ties. Masses are fp32 exp(z - max) in fixed point (multiples of 2^-S,
+// S = 62 - ceil(log2(vocab)): 2^-45 at R1's vocabulary, where the likeliest token weighs 1) summed
+// exactly in 64-bit integers, so a draw does not depend on how the GPU splits the work or orders
+// the additions; against the ref's double exp, a cut can differ from the ref's only where a
+// cumulative mass lies within ~1e-6 of top_p or of the drawn u (fp32 exp rounding). Probabilities
+// are ordered through z - max in fp32; the ref orders by double exp(z - max), which ties distinct
+// values only within 2^-29 of the maximum or below e^-745 (prob. ~0): there the GPU still orders
+// by z. A row is split over many blocks when the batch is small (sampling.cuh says how); scratch
+// comes from the stream-ordered device pool, in the same pattern on every call.
 //
 // Reproducible draws: the uniform of row r at step s is sampling_uniform(seed, r, s), a
 // counter-based hash also callable on the host, so a host can recompute every GPU draw exactly.
