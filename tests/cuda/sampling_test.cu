@@ -2,7 +2,11 @@
 // r1::cuda::argmax and sample against ref::argmax and ref::sampling_distribution, on R1's vocabulary
 // (129280) and small odd ones, f32 and bf16 logits, with rows built to stress the cut points: smooth
 // random logits, a peaked row, rows made of a few repeated values (tie groups of thousands of
-// tokens cut by top-k, top-p and the draw), -inf entries, NaN rows, all -inf rows.
+// tokens cut by top-k, top-p and the draw), -inf entries, NaN rows, all -inf rows. Batches of 1, 2
+// and 7 split each row over many blocks (up to 256 ranges of a few hundred tokens; vocab 4097 ends
+// in a range of one token; vocabularies up to 32 take one range); 300 rows run as a group of 256
+// rows in 4 ranges each and a group of 44 in 24 or 5; argmax over 1100 rows takes one block per
+// row. Outputs are poisoned with 0x7f7f7f7f (not -1, the NaN rows' token).
 //
 // Every draw is checked exactly: the test recomputes the GPU's uniform with the host-callable
 // cuda::sampling_uniform(seed, row, step) and picks the ref's token by inverse CDF over
@@ -40,13 +44,13 @@ RowKind kind_of(int64_t b) {
   }
 }
 
-/// [batch, vocab] host logits of type T.
+/// [batch, vocab] host logits of type T; row b is of kind kind_of(kind0 + b) with special_rows.
 template <class T>
-Tensor make_logits(int64_t batch, int64_t vocab, uint64_t seed, bool special_rows) {
+Tensor make_logits(int64_t batch, int64_t vocab, uint64_t seed, bool special_rows, int64_t kind0 = 0) {
   Tensor t = Tensor::empty(dtype_v<T>, {batch, vocab});
   const float inf = std::numeric_limits<float>::infinity();
   for (int64_t b = 0; b < batch; ++b) {
-    const RowKind k = special_rows ? kind_of(b) : RowKind::smooth;
+    const RowKind k = special_rows ? kind_of(kind0 + b) : RowKind::smooth;
     for (int64_t i = 0; i < vocab; ++i) {
       const float u = uniform(seed + uint64_t(b) * 1000003u, uint64_t(i));
       float v = 6.0f * u;
@@ -107,15 +111,21 @@ void compare_rows(const Tensor& logits, const std::vector<int32_t>& got, const r
   }
 }
 
+/// Fills a token output with 0x7f7f7f7f: neither a token id nor -1, so a row the kernels never
+/// write is caught (the shared poison(), 0xff bytes, reads as -1, a NaN row's token).
+void poison_ids(Tensor& out, stream_t stream) { out.fill_bytes(0x7f, stream); }
+
 template <class T>
-void check_sample(int64_t batch, int64_t vocab, const ref::SamplingParams& p, bool special_rows, Stream& stream) {
-  const uint64_t seed = case_seed(uint64_t(batch), uint64_t(vocab), uint64_t(p.top_k), uint64_t(p.top_p * 1000));
-  Tensor logits = make_logits<T>(batch, vocab, seed, special_rows);
-  Tensor ld = logits.to(Space::cuda, stream);
-  Tensor out = Tensor::empty(DType::i32, {batch}, Space::cuda, stream);
+void check_sample(int64_t batch, int64_t vocab, const ref::SamplingParams& p, bool special_rows, Stream& stream,
+                  int64_t kind0 = 0) {
+  const uint64_t seed = case_seed(uint64_t(batch), uint64_t(vocab), uint64_t(p.top_k), uint64_t(p.top_p * 1000)) +
+                        uint64_t(kind0);
+  Tensor logits = make_logits<T>(batch, vocab, seed, special_rows, kind0);  // [batch, vocab]
+  Tensor ld = logits.to(Space::cuda, stream);                              // [batch, vocab]
+  Tensor out = Tensor::empty(DType::i32, {batch}, Space::cuda, stream);    // [batch]
   Tally tally;
   for (uint64_t step : {uint64_t(0), uint64_t(7), uint64_t(123456789)}) {
-    poison(out, stream);
+    poison_ids(out, stream);
     if (p.temperature <= 0 && step == 0) {
       cuda::argmax<T>(ld.view<const T, 2>(), out.view<int32_t, 1>(), stream);
     } else {
@@ -125,8 +135,8 @@ void check_sample(int64_t batch, int64_t vocab, const ref::SamplingParams& p, bo
     std::vector<int32_t> got(oh.data_as<int32_t>(), oh.data_as<int32_t>() + batch);
     compare_rows<T>(logits, got, p, seed, step, tally, sizeof(T) == 2 ? "bf16" : "f32");
   }
-  INFO("batch ", batch, " vocab ", vocab, " temperature ", p.temperature, " top_k ", p.top_k, " top_p ", p.top_p,
-       ": ", tally.boundary, " of ", tally.draws, " draws differ near a CDF boundary");
+  INFO("batch ", batch, " vocab ", vocab, " kind0 ", kind0, " temperature ", p.temperature, " top_k ", p.top_k,
+       " top_p ", p.top_p, ": ", tally.boundary, " of ", tally.draws, " draws differ near a CDF boundary");
   CHECK(tally.boundary <= tally.draws / 50 + 1);
 }
 
@@ -183,32 +193,83 @@ TEST_CASE("sample draws the ref's token: top-p, top-k, temperature, ties") {
   check_sample<float>(0, 129280, params(1.0f, 0, 0.9f), false, stream);  // no rows: a no-op
 }
 
+TEST_CASE("rows split over many blocks: odd vocabularies, batches 1, 2 and 7, every row kind") {
+  Stream stream;
+  const ref::SamplingParams sets[] = {
+      params(0, 0, 1),         // argmax
+      params(0.6f, 0, 0.95f),  // top-p: max, level 0, top-p 1-2, draw 1-2, tie
+      params(1.0f, 0, 1.0f),   // the draw alone
+      params(0.7f, 20, 0.9f),  // all three descents
+      params(1.3f, 1, 1.0f),   // top-k 1
+      params(0.5f, 0, 1e-6f),  // a nucleus of one token
+      params(2.0f, 5, 1.0f),   // top-k then the draw
+  };
+  // kind_of(kind0) for one row: smooth, peaked, ties, -inf entries, NaN, all -inf
+  const int64_t single_kinds[] = {0, 1, 2, 4, 7, 8};
+  for (int64_t vocab : {int64_t(1), int64_t(7), int64_t(127), int64_t(129), int64_t(4097), int64_t(129280)}) {
+    for (const ref::SamplingParams& p : sets) {
+      for (int64_t k0 : single_kinds) {
+        if (vocab == 129280) {
+          check_sample<float>(1, vocab, p, true, stream, k0);
+        } else {
+          check_sample<bf16>(1, vocab, p, true, stream, k0);
+        }
+      }
+      check_sample<float>(2, vocab, p, true, stream, 1);  // peaked, ties
+      check_sample<bf16>(2, vocab, p, true, stream, 7);   // NaN, all -inf
+      check_sample<float>(7, vocab, p, true, stream, 0);
+      check_sample<float>(7, vocab, p, true, stream, 4);
+    }
+  }
+}
+
+TEST_CASE("many rows: groups of rows, and one block per row") {
+  Stream stream;
+  // 300 rows: rows 0-255 in 4 ranges each, rows 256-299 (their own launches) in 24 (vocab 4097) or 5
+  for (const ref::SamplingParams& p : {params(0.6f, 0, 0.95f), params(0.7f, 20, 0.9f), params(1.0f, 0, 1.0f)}) {
+    check_sample<float>(300, 4097, p, true, stream);
+    check_sample<bf16>(300, 129, p, true, stream);
+  }
+  check_sample<float>(300, 129280, params(0, 0, 1), true, stream);  // argmax: 4 ranges per row
+  check_sample<float>(1100, 129, params(0, 0, 1), true, stream);    // argmax: one block per row
+  check_sample<bf16>(1100, 4097, params(0, 0, 1), true, stream);
+}
+
 TEST_CASE("sample in a CUDA graph: seed and step on the device, advanced by sampling_advance_step") {
   Stream stream;
-  const int64_t batch = 16, vocab = 129280;
-  const ref::SamplingParams p = params(0.6f, 0, 0.95f);
-  const uint64_t seed = case_seed(99);
-  Tensor logits = make_logits<float>(batch, vocab, seed, false);
-  Tensor ld = logits.to(Space::cuda, stream);
-  Tensor out = Tensor::empty(DType::i32, {batch}, Space::cuda, stream);
-  const std::vector<int64_t> ss = {int64_t(seed), 5};
-  Tensor seed_step = Tensor::from_vector(ss, {2}).to(Space::cuda, stream);
-  R1_CUDA_CHECK(cudaStreamSynchronize(stream));
-  const CapturedGraph graph(stream, [&] {
-    cuda::sample<float>(ld.view<const float, 2>(), p, seed_step.view<const int64_t, 1>(), out.view<int32_t, 1>(), stream);
-    cuda::sampling_advance_step(seed_step.view<int64_t, 1>(), stream);
-  });
-  Tally tally;
-  for (uint64_t step = 5; step < 8; ++step) {
-    poison(out, stream);
-    graph.launch(stream);
-    Tensor oh = out.to(Space::host, stream);
-    std::vector<int32_t> got(oh.data_as<int32_t>(), oh.data_as<int32_t>() + batch);
-    compare_rows<float>(logits, got, p, seed, step, tally, "graph");
+  const int64_t vocab = 129280;
+  struct Case {
+    int64_t batch;
+    ref::SamplingParams p;
+  };
+  // 16 rows of 64 ranges; one row of 256 ranges through all three descents; 3 rows, no cuts
+  for (const Case& cs : {Case{16, params(0.6f, 0, 0.95f)}, Case{1, params(0.7f, 20, 0.9f)}, Case{3, params(1, 0, 1)}}) {
+    const int64_t batch = cs.batch;
+    const ref::SamplingParams& p = cs.p;
+    const uint64_t seed = case_seed(99, uint64_t(batch));
+    Tensor logits = make_logits<float>(batch, vocab, seed, false);        // [batch, vocab]
+    Tensor ld = logits.to(Space::cuda, stream);                           // [batch, vocab]
+    Tensor out = Tensor::empty(DType::i32, {batch}, Space::cuda, stream);  // [batch]
+    const std::vector<int64_t> ss = {int64_t(seed), 5};
+    Tensor seed_step = Tensor::from_vector(ss, {2}).to(Space::cuda, stream);  // [2] {seed, step}
+    R1_CUDA_CHECK(cudaStreamSynchronize(stream));
+    const CapturedGraph graph(stream, [&] {
+      cuda::sample<float>(ld.view<const float, 2>(), p, seed_step.view<const int64_t, 1>(), out.view<int32_t, 1>(),
+                          stream);
+      cuda::sampling_advance_step(seed_step.view<int64_t, 1>(), stream);
+    });
+    Tally tally;
+    for (uint64_t step = 5; step < 8; ++step) {
+      poison_ids(out, stream);
+      graph.launch(stream);
+      Tensor oh = out.to(Space::host, stream);
+      std::vector<int32_t> got(oh.data_as<int32_t>(), oh.data_as<int32_t>() + batch);
+      compare_rows<float>(logits, got, p, seed, step, tally, "graph");
+    }
+    Tensor sh = seed_step.to(Space::host, stream);
+    CHECK(sh.data_as<int64_t>()[1] == 8);
+    CHECK(tally.boundary <= 1);
   }
-  Tensor sh = seed_step.to(Space::host, stream);
-  CHECK(sh.data_as<int64_t>()[1] == 8);
-  CHECK(tally.boundary <= 1);
 }
 
 TEST_CASE("sampling: bad arguments are r1::Errors") {
