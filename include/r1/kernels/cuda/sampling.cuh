@@ -88,11 +88,10 @@ __device__ __forceinline__ int range_hi(const RowSplit& s, int c, int vocab) {
 }
 
 /// Calls f(i, x) with x = float(p[i]) for the ids i of [lo, hi) this thread owns (lo + threadIdx.x
-/// + k * blockDim.x, in increasing order), loading four before using any so that several loads are
-/// in flight per thread.
-template <class T, class F>
+/// + k * blockDim.x, in increasing order), loading kUnroll before using any so that several loads
+/// are in flight per thread (argmax, a single pass from HBM, keeps eight in flight).
+template <int kUnroll = 4, class T, class F>
 __device__ __forceinline__ void for_range(const T* p, int lo, int hi, F&& f) {
-  constexpr int kUnroll = 4;
   const int64_t nt = blockDim.x;
   for (int64_t i0 = int64_t(lo) + threadIdx.x; i0 < hi; i0 += kUnroll * nt) {
     float x[kUnroll];
@@ -201,7 +200,7 @@ __global__ void __launch_bounds__(kSampleThreads) argmax_kernel(ArgmaxArgs<T> a)
   float v = -__int_as_float(0x7f800000);
   int idx = INT_MAX;
   bool nan = false;
-  for_range(a.logits + r * a.ld, range_lo(a.split, c), range_hi(a.split, c, a.vocab), [&](int i, float x) {
+  for_range<8>(a.logits + r * a.ld, range_lo(a.split, c), range_hi(a.split, c, a.vocab), [&](int i, float x) {
     nan |= x != x;
     if (beats(x, i, v, idx)) {
       v = x;
