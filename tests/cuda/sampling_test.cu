@@ -10,8 +10,8 @@
 //
 // Every draw is checked exactly: the test recomputes the GPU's uniform with the host-callable
 // cuda::sampling_uniform(seed, row, step) and picks the ref's token by inverse CDF over
-// ref::sampling_distribution with that u. The GPU's masses are fp32 exp summed in double where the
-// ref uses double exp (and sums in another order), so a different token is accepted only when u lies
+// ref::sampling_distribution with that u. The GPU's masses are fp32 exp summed exactly in 64-bit
+// fixed point where the ref uses double exp (and sums in double), so a different token is accepted only when u lies
 // within 1e-5 of that token's interval in the ref's CDF, i.e. next to a CDF boundary (counted, and
 // required to be rare: at most 2% of the draws of a case; tie rows of 129280 tokens have intervals
 // of ~1e-5, where a 1e-7 mass error moves about 1% of their draws by one token).
