@@ -8,6 +8,9 @@
 #   R1_GPU_TESTS   regex: build and run only the GPU tests whose names match
 #   R1_SANITIZE    memcheck | racecheck | synccheck | initcheck: run each GPU test under
 #                  compute-sanitizer with that tool (tests are slower; the intentional out-of-memory test case is skipped)
+#   R1_SANITIZE_TEST_ARGS  extra arguments for each test executable under the sanitizer, e.g.
+#                  "-tc='linear: R1 projection*'" (doctest's test-case filter) to bisect a report
+#   R1_SANITIZE_TOOL_ARGS  extra compute-sanitizer arguments, e.g. "--kernel-name kns=gemm_mma"
 #
 # Dependencies must already be installed (the GPU machines have them; elsewhere run setup.sh). The
 # PCRE2 differential test of the tokenizer is not built here (R1_TEST_PCRE2=OFF): the GPU machines'
@@ -40,8 +43,12 @@ if [[ -n ${R1_SANITIZE:-} ]]; then
     local skip=() envs=()
     [[ $R1_SANITIZE == racecheck ]] && skip=(--kernel-name-exclude kns=nvjet)
     [[ $R1_SANITIZE == racecheck && $t != *grouped_gemm* ]] && envs=(R1_GEMM_BACKEND=own)
-    if env "${envs[@]}" timeout "${R1_SANITIZE_TIMEOUT:-500}" compute-sanitizer --tool "$R1_SANITIZE" "${skip[@]}" --error-exitcode 99 \
-        "$exe" --test-case-exclude='*impossible allocation*' >"$logs/$t.$R1_SANITIZE.log" 2>&1; then
+    local targs=() sargs=()
+    eval "targs=(${R1_SANITIZE_TEST_ARGS:-})"
+    eval "sargs=(${R1_SANITIZE_TOOL_ARGS:-})"
+    if env "${envs[@]}" timeout "${R1_SANITIZE_TIMEOUT:-500}" compute-sanitizer --tool "$R1_SANITIZE" "${skip[@]}" \
+        "${sargs[@]}" --error-exitcode 99 "$exe" --test-case-exclude='*impossible allocation*' "${targs[@]}" \
+        >"$logs/$t.$R1_SANITIZE.log" 2>&1; then
       echo "clean   $R1_SANITIZE $t"
     else
       echo "FAILED  $R1_SANITIZE $t (exit $?; log $logs/$t.$R1_SANITIZE.log)"
@@ -58,7 +65,7 @@ if [[ -n ${R1_SANITIZE:-} ]]; then
     export R1_TEST_SKIP_CUBLASLT=1
   fi
   export -f run_one
-  export build logs R1_SANITIZE
+  export build logs R1_SANITIZE R1_SANITIZE_TEST_ARGS R1_SANITIZE_TOOL_ARGS
   printf '%s\n' "${tests[@]}" | xargs -P "${R1_SANITIZE_JOBS:-4}" -I{} bash -c 'run_one {}'
   exit $?
 fi
