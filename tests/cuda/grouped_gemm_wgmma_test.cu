@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "gemm_test_util.hpp"
+#include "grouped_test_util.hpp"
 #include "r1/kernels/cuda/act_quant.hpp"
 #include "r1/kernels/cuda/grouped_gemm.hpp"
 #include "r1/kernels/ref/act_quant.hpp"
@@ -28,36 +29,6 @@ using cuda::GemmBackend;
 namespace {
 
 constexpr double kTol = 4e-3, kTolMax = 8e-3;
-
-enum class Route { random, one_expert, first, last };
-
-/// Row offsets [E + 1] of `rows` rows over E experts (random routing leaves every third expert empty).
-std::vector<int32_t> make_offsets(int64_t experts, int64_t rows, Route route, uint64_t seed) {
-  std::vector<int32_t> count(size_t(experts), 0);
-  for (int64_t r = 0; r < rows; ++r) {
-    int64_t e = 0;
-    switch (route) {
-      case Route::random: e = int64_t(mix(seed + uint64_t(r)) % uint64_t(experts)); break;
-      case Route::one_expert: e = experts / 2; break;
-      case Route::first: e = 0; break;
-      case Route::last: e = experts - 1; break;
-    }
-    ++count[size_t(e)];
-  }
-  if (route == Route::random && experts > 2) {
-    for (int64_t e = 1; e < experts; e += 3) {
-      count[0] += count[size_t(e)];
-      count[size_t(e)] = 0;
-    }
-  }
-  std::vector<int32_t> off(size_t(experts) + 1, 0);
-  for (int64_t e = 0; e < experts; ++e) off[size_t(e) + 1] = off[size_t(e)] + count[size_t(e)];
-  return off;
-}
-
-Tensor device_offsets(const std::vector<int32_t>& off, stream_t stream) {
-  return Tensor::from_vector(off, {int64_t(off.size())}).to(Space::cuda, stream);
-}
 
 /// A device array of per-expert pointers into a stacked tensor (identity order: the fallback's
 /// shuffled-table coverage lives in grouped_gemm_test).
