@@ -16,6 +16,7 @@
 #include <cstring>
 #include <vector>
 
+#include "../support/r1_testing.hpp"
 #include "gemm_test_util.hpp"
 #include "r1/kernels/cuda/rope.hpp"
 #include "r1/kernels/ref/rope.hpp"
@@ -25,16 +26,7 @@ using namespace r1::gpu_test;
 
 namespace {
 
-ref::YarnParams r1_yarn() {
-  ref::YarnParams y;
-  y.factor = 40;
-  y.original_max_position = 4096;
-  y.beta_fast = 32;
-  y.beta_slow = 1;
-  y.mscale = 1;
-  y.mscale_all_dim = 1;  // R1: the cos/sin multiplier is 1
-  return y;
-}
+using testing::r1_yarn;
 
 template <class TP>
 Tensor positions(int64_t tokens, uint64_t seed) {

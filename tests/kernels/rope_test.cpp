@@ -8,18 +8,7 @@
 
 using namespace r1;
 
-namespace {
-ref::YarnParams r1_yarn() {
-  ref::YarnParams y;
-  y.factor = 40;
-  y.original_max_position = 4096;
-  y.beta_fast = 32;
-  y.beta_slow = 1;
-  y.mscale = 1;
-  y.mscale_all_dim = 1;
-  return y;
-}
-}  // namespace
+using testing::r1_yarn;
 
 TEST_CASE("YaRN frequency table of R1 matches r1-spec §4.2 to 1e-9") {
   // The spec's table (dim 64, theta 1e4, factor 40, L0 4096, beta 32/1), 10 significant digits.

@@ -9,9 +9,23 @@
 #include <utility>
 #include <vector>
 
+#include "r1/kernels/ref/rope.hpp"
 #include "r1/tensor/tensor.hpp"
 
 namespace r1::testing {
+
+/// DeepSeek-R1's YaRN parameters (config.json rope_scaling: factor 40, original 4096 positions,
+/// beta 32 / 1, mscale and mscale_all_dim 1, so the cos/sin multiplier is 1).
+inline ref::YarnParams r1_yarn() {
+  ref::YarnParams y;
+  y.factor = 40;
+  y.original_max_position = 4096;
+  y.beta_fast = 32;
+  y.beta_slow = 1;
+  y.mscale = 1;
+  y.mscale_all_dim = 1;
+  return y;
+}
 
 /// Host f32 tensor with N(0, stddev) entries from a seeded generator.
 inline Tensor randn(const Shape& shape, uint64_t seed, float stddev = 1.0f) {
