@@ -78,6 +78,17 @@ Result run_program(const char* exe, const std::vector<std::string>& args, double
 
 Result run_inspect(const std::vector<std::string>& args) { return run_program(R1_INSPECT_PATH, args); }
 
+/// A malformed input's run: exit code 1 (not a signal), the program's error prefix and the case's
+/// expected text in the output, in under a second.
+void check_clean_failure(const Result& r, const std::string& prefix, const std::string& expected) {
+  INFO("output: ", r.output.substr(0, 2000));
+  CHECK_MESSAGE(r.exited, "killed by signal ", r.signal);
+  CHECK(r.code == 1);
+  CHECK(r.output.find(prefix) != std::string::npos);
+  CHECK_MESSAGE(r.output.find(expected) != std::string::npos, "expected \"", expected, "\"");
+  CHECK(r.seconds < 1.0);
+}
+
 struct TempDir {
   fs::path path;
   TempDir() {
@@ -97,12 +108,7 @@ TEST_CASE("r1-inspect exits 1 with the error for every malformed case, in under 
   for (const auto& c : cases) {
     INFO("case ", c.name, " (", c.path.string(), ")");
     const Result r = run_inspect({c.path.string()});
-    INFO("output: ", r.output.substr(0, 2000));
-    CHECK_MESSAGE(r.exited, "killed by signal ", r.signal);
-    CHECK(r.code == 1);
-    CHECK(r.output.find("r1-inspect: error: ") != std::string::npos);
-    CHECK_MESSAGE(r.output.find(c.expected) != std::string::npos, "expected \"", c.expected, "\"");
-    CHECK(r.seconds < 1.0);
+    check_clean_failure(r, "r1-inspect: error: ", c.expected);
     slowest = std::max(slowest, r.seconds);
   }
   MESSAGE(cases.size(), " cases; slowest run ", slowest, " s");
@@ -119,12 +125,7 @@ TEST_CASE("r1-generate exits 1 with the error for every malformed checkpoint dir
     INFO("case ", c.name, " (", c.path.string(), ")");
     const Result r = run_program(R1_GENERATE_PATH, {"--model", c.path.string(), "--prompt-ids", "0,1",
                                                     "--max-new-tokens", "2", "--quiet"});
-    INFO("output: ", r.output.substr(0, 2000));
-    CHECK_MESSAGE(r.exited, "killed by signal ", r.signal);
-    CHECK(r.code == 1);
-    CHECK(r.output.find("r1-generate: ") != std::string::npos);
-    CHECK_MESSAGE(r.output.find(c.expected) != std::string::npos, "expected \"", c.expected, "\"");
-    CHECK(r.seconds < 1.0);
+    check_clean_failure(r, "r1-generate: ", c.expected);
     slowest = std::max(slowest, r.seconds);
   }
   CHECK(dirs >= 60);
