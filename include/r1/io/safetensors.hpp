@@ -536,7 +536,7 @@ class SafetensorsFile {
     if (reinterpret_cast<std::uintptr_t>(p) % dtype_size(e.dtype) == 0) {
       return Tensor::borrow(const_cast<uint8_t*>(p), e.dtype, e.shape, Space::host, state().map);
     }
-    Tensor t = Tensor::empty(e.dtype, e.shape);  // e.shape, aligned host memory
+    Tensor t = Tensor::empty(e.dtype, e.shape);  // [e.shape]: an aligned host copy of the bytes
     if (e.nbytes() > 0) std::memcpy(t.data(), p, std::size_t(e.nbytes()));
     return t;
   }
@@ -654,7 +654,7 @@ inline void write_safetensors(const std::filesystem::path& path,
       const Tensor& t = tensors[i].second;
       if (t.nbytes() == 0) continue;
       // Device or strided tensors are staged through a contiguous host copy, one at a time.
-      const Tensor host = (t.space() == Space::host && t.is_contiguous()) ? t : t.to(Space::host);  // t.shape()
+      const Tensor host = (t.space() == Space::host && t.is_contiguous()) ? t : t.to(Space::host);  // [t.shape()] contiguous, on the host
       detail::write_all(fd, host.data(), host.nbytes(), where);
     }
     int err = ::fsync(fd) == 0 ? 0 : errno;
