@@ -33,11 +33,10 @@ const Loaded& model_of(const std::string& dir) {
   static std::map<std::string, Loaded> cache;
   auto it = cache.find(dir);
   if (it != cache.end()) return it->second;
-  Stream s;
   const int64_t before = device_memory_stats().bytes_in_use;
   Loaded l;
   l.model = std::make_unique<CudaDeepseekV3>(
-      load_deepseek_v3_cuda(std::string(R1_BENCH_DATA_DIR) + "/" + dir, CudaDeepseekV3::LoadOptions{}, s.get()));
+      load_deepseek_v3_cuda(std::string(R1_BENCH_DATA_DIR) + "/" + dir, CudaDeepseekV3::LoadOptions{}));
   l.weight_bytes = double(device_memory_stats().bytes_in_use - before);
   return cache.emplace(dir, std::move(l)).first->second;
 }

@@ -196,8 +196,7 @@ int run(const Options& o) {
     load.fp8 = fp8;
     load.mtp = o.mtp;
     load.progress = progress;
-    Stream upload;
-    const CudaDeepseekV3 model = load_deepseek_v3_cuda(o.model, load, upload.get());
+    const CudaDeepseekV3 model = load_deepseek_v3_cuda(o.model, load);
     return run_model(o, model, std::move(prompt), seconds_since(t0), tty,
                      [&](const std::vector<int32_t>& p, const GenerateOptions& g) {
                        std::string note;

@@ -151,8 +151,7 @@ void check_mode(const TensorMap& w, const ModelConfig& cfg, quant::Fp8Compute mo
   }
   CudaDeepseekV3::LoadOptions co;
   co.fp8 = mode;
-  Stream s;
-  const CudaDeepseekV3 dm = CudaDeepseekV3::load(w, cfg, co, s.get());
+  const CudaDeepseekV3 dm = CudaDeepseekV3::load(w, cfg, co);
   const CudaGenerateResult dev = generate_cuda_batch(dm, {prompt}, g);
   const GenerateResult& d = dev.sequences[0];
   const bool native = mode == quant::Fp8Compute::native;

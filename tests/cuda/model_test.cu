@@ -35,8 +35,7 @@ CudaDeepseekV3 load_cuda(const std::string& dir, quant::Fp8Compute fp8 = quant::
   CudaDeepseekV3::LoadOptions o;
   o.fp8 = fp8;
   o.mtp = mtp;
-  Stream s;
-  return load_deepseek_v3_cuda(kData + "/" + dir, o, s.get());
+  return load_deepseek_v3_cuda(kData + "/" + dir, o);
 }
 
 /// Per-row cosine statistics and the fraction of rows whose argmax agrees, over the first `rows`.

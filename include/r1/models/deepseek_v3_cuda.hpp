@@ -45,9 +45,11 @@ class CudaDeepseekV3 {
     LoadProgress progress;
   };
 
-  /// Uploads the weights `src` names under `cfg` to the current device, ordered on `stream`.
+  /// Uploads the weights `src` names under `cfg` to the current device (on detail::kWeightStream,
+  /// the legacy default stream, which their memory is tied to); returns once they are on the device,
+  /// visible to every stream.
   template <WeightSource S>
-  static CudaDeepseekV3 load(const S& src, const ModelConfig& cfg, const LoadOptions& opt, stream_t stream) {
+  static CudaDeepseekV3 load(const S& src, const ModelConfig& cfg, const LoadOptions& opt) {
     DeepseekV3<quant::Dense<bf16>>::check_supported(cfg);
     R1_CHECK(cuda_device_count() > 0, "model", "no CUDA device is visible (the CUDA model needs a GPU)");
     R1_CHECK(!opt.mtp || cfg.num_nextn_predict_layers > 0, "model",
@@ -61,13 +63,11 @@ class CudaDeepseekV3 {
     m.cfg_ = cfg;
     m.mode_.fp8_checkpoint = cfg.quantization.has_value();
     m.mode_.fp8 = opt.fp8;
-    m.mode_.stream = stream;
     const int64_t d = cfg.hidden_size, v = cfg.vocab_size;
     m.embed_ = detail::upload(
-        detail::to_host_bf16(load_tensor(src, "model.embed_tokens.weight", {DType::bf16, DType::f32}, Shape{v, d})),
-        stream);
+        detail::to_host_bf16(load_tensor(src, "model.embed_tokens.weight", {DType::bf16, DType::f32}, Shape{v, d})));
     const ref::RopeTable rope = rope_table_for(cfg);
-    m.inv_freq_ = detail::upload(Tensor::from_vector(rope.inv_freq, {int64_t(rope.inv_freq.size())}), stream);
+    m.inv_freq_ = detail::upload(Tensor::from_vector(rope.inv_freq, {int64_t(rope.inv_freq.size())}));
     m.attention_factor_ = rope.attention_factor;
     m.softmax_scale_ = softmax_scale_for(cfg);
     const int total = int(cfg.num_hidden_layers) + (opt.mtp ? 1 : 0);
@@ -75,7 +75,7 @@ class CudaDeepseekV3 {
       m.layers_.push_back(DeviceDecoderLayer::load(src, cfg, l, m.mode_));
       if (opt.progress) opt.progress("layer " + std::to_string(l), l + 1, total);
     }
-    m.norm_ = DeviceNorm::load(src, "model.norm", d, float(cfg.rms_norm_eps), stream);
+    m.norm_ = DeviceNorm::load(src, "model.norm", d, float(cfg.rms_norm_eps));
     if (cfg.tie_word_embeddings && !src.has("lm_head.weight")) {
       m.lm_head_.name = "lm_head (tied)";
       m.lm_head_.w = m.embed_;
@@ -90,15 +90,14 @@ class CudaDeepseekV3 {
       DeviceMtp t;
       if (src.has(p + ".embed_tokens.weight")) {
         t.embed = detail::upload(
-            detail::to_host_bf16(load_tensor(src, p + ".embed_tokens.weight", {DType::bf16, DType::f32}, Shape{v, d})),
-            stream);
+            detail::to_host_bf16(load_tensor(src, p + ".embed_tokens.weight", {DType::bf16, DType::f32}, Shape{v, d})));
       }
       const float eps = float(cfg.rms_norm_eps);
-      t.enorm = DeviceNorm::load(src, p + ".enorm", d, eps, stream);
-      t.hnorm = DeviceNorm::load(src, p + ".hnorm", d, eps, stream);
+      t.enorm = DeviceNorm::load(src, p + ".enorm", d, eps);
+      t.hnorm = DeviceNorm::load(src, p + ".hnorm", d, eps);
       t.eh_proj = DeviceLinear::load(src, p + ".eh_proj", d, 2 * d, m.mode_);
       t.block = DeviceDecoderLayer::load(src, cfg, l, m.mode_);
-      t.head_norm = DeviceNorm::load(src, p + ".shared_head.norm", d, eps, stream);
+      t.head_norm = DeviceNorm::load(src, p + ".shared_head.norm", d, eps);
       DeviceWeightMode dense = m.mode_;
       dense.fp8 = quant::Fp8Compute::dequant;
       t.head = DeviceLinear::load(src, p + ".shared_head.head", v, d, dense);
@@ -106,7 +105,6 @@ class CudaDeepseekV3 {
       if (opt.progress) opt.progress("mtp layer " + std::to_string(l), total, total);
     }
     // Uploads (on detail::kWeightStream) are complete and visible to every stream.
-    R1_CUDA_CHECK(cudaStreamSynchronize(stream));
     R1_CUDA_CHECK(cudaDeviceSynchronize());
     return m;
   }
@@ -220,11 +218,11 @@ class CudaDeepseekV3 {
 };
 
 /// Opens a checkpoint directory and uploads it (see CudaDeepseekV3::load).
-inline CudaDeepseekV3 load_deepseek_v3_cuda(const std::filesystem::path& dir, const CudaDeepseekV3::LoadOptions& opt,
-                                            stream_t stream) {
+inline CudaDeepseekV3 load_deepseek_v3_cuda(const std::filesystem::path& dir,
+                                            const CudaDeepseekV3::LoadOptions& opt = {}) {
   io::Checkpoint ck = io::Checkpoint::open(dir);
   const ModelConfig cfg = parse_model_config(ck.config_json(), (dir / "config.json").string());
-  return CudaDeepseekV3::load(ck, cfg, opt, stream);
+  return CudaDeepseekV3::load(ck, cfg, opt);
 }
 
 }  // namespace r1

@@ -118,9 +118,9 @@ class DeviceDecoderLayer {
     const int64_t d = cfg.hidden_size;
     const float eps = float(cfg.rms_norm_eps);
     L.index_ = l;
-    L.in_norm_ = DeviceNorm::load(src, p + ".input_layernorm", d, eps, mode.stream);
+    L.in_norm_ = DeviceNorm::load(src, p + ".input_layernorm", d, eps);
     L.attn_ = DeviceMla::load(src, p + ".self_attn", cfg, mode);
-    L.post_norm_ = DeviceNorm::load(src, p + ".post_attention_layernorm", d, eps, mode.stream);
+    L.post_norm_ = DeviceNorm::load(src, p + ".post_attention_layernorm", d, eps);
     if (!cfg.is_moe_layer(l)) {
       L.mlp_ = DeviceMlp::load(src, p + ".mlp", d, cfg.intermediate_size, mode);
       return L;
@@ -132,7 +132,7 @@ class DeviceDecoderLayer {
     } else {
       L.kind_ = cfg.topk_method == TopkMethod::greedy ? RouterKind::greedy : RouterKind::group_max;
     }
-    L.router_ = DeviceRouter::load(src, p + ".mlp.gate", cfg.n_routed_experts, d, L.kind_ == RouterKind::v3, mode.stream);
+    L.router_ = DeviceRouter::load(src, p + ".mlp.gate", cfg.n_routed_experts, d, L.kind_ == RouterKind::v3);
     L.experts_ = DeviceExperts::load(src, p + ".mlp.experts", cfg.n_routed_experts, d, cfg.moe_intermediate_size, mode);
     if (cfg.n_shared_experts > 0) {
       L.shared_ = DeviceMlp::load(src, p + ".mlp.shared_experts", d, cfg.n_shared_experts * cfg.moe_intermediate_size,

@@ -30,7 +30,6 @@ namespace r1 {
 struct DeviceWeightMode {
   bool fp8_checkpoint = false;                         ///< config has quantization_config
   quant::Fp8Compute fp8 = quant::Fp8Compute::dequant;  ///< for FP8 checkpoints
-  stream_t stream = nullptr;                           ///< uploads are ordered on it
   bool native() const { return fp8_checkpoint && fp8 == quant::Fp8Compute::native; }
 };
 
@@ -44,9 +43,8 @@ inline int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 /// its end, so every later stream sees the uploaded weights.
 inline constexpr stream_t kWeightStream = nullptr;
 
-/// A host tensor's bytes uploaded to a new device tensor (same dtype and shape). `stream` is
-/// accepted for the callers' symmetry; weights always go through kWeightStream.
-inline Tensor upload(const Tensor& host, stream_t /*stream*/) {
+/// A host tensor's bytes uploaded to a new device tensor (same dtype and shape), on kWeightStream.
+inline Tensor upload(const Tensor& host) {
   const Tensor src = host.space() == Space::host ? host.contiguous() : host;       // same shape
   Tensor d = Tensor::empty(src.dtype(), src.shape(), Space::cuda, kWeightStream);  // same shape
   d.copy_from(src, kWeightStream);
@@ -128,10 +126,10 @@ struct DeviceLinear {
     const HostParts h = host_parts(src, prefix, out, in, mode);
     DeviceLinear l;
     l.name = prefix;
-    l.w = detail::upload(h.w, mode.stream);
-    if (h.ws.defined()) l.ws = detail::upload(h.ws, mode.stream);
+    l.w = detail::upload(h.w);
+    if (h.ws.defined()) l.ws = detail::upload(h.ws);
     if (bf16_copy) {
-      *bf16_copy = l.w.dtype() == DType::bf16 ? l.w : detail::upload(detail::dequant_to_bf16(h.wq, h.wsc), mode.stream);
+      *bf16_copy = l.w.dtype() == DType::bf16 ? l.w : detail::upload(detail::dequant_to_bf16(h.wq, h.wsc));
     }
     return l;
   }
@@ -143,11 +141,10 @@ struct DeviceNorm {
   Tensor w;  ///< [dim] bf16
   float eps = 1e-6f;
   template <WeightSource S>
-  static DeviceNorm load(const S& src, const std::string& prefix, int64_t dim, float eps, stream_t stream) {
+  static DeviceNorm load(const S& src, const std::string& prefix, int64_t dim, float eps) {
     DeviceNorm n;
     n.eps = eps;
-    n.w = detail::upload(detail::to_host_bf16(load_tensor(src, prefix + ".weight", {DType::bf16, DType::f32}, Shape{dim})),
-                         stream);
+    n.w = detail::upload(detail::to_host_bf16(load_tensor(src, prefix + ".weight", {DType::bf16, DType::f32}, Shape{dim})));
     return n;
   }
   View<const bf16, 1> view() const { return w.view<const bf16, 1>(); }
@@ -197,15 +194,13 @@ struct DeviceRouter {
   Tensor w;     ///< [n_experts, dim] bf16
   Tensor bias;  ///< [n_experts] f32, or undefined (softmax routers)
   template <WeightSource S>
-  static DeviceRouter load(const S& src, const std::string& prefix, int64_t n, int64_t dim, bool uses_bias,
-                           stream_t stream) {
+  static DeviceRouter load(const S& src, const std::string& prefix, int64_t n, int64_t dim, bool uses_bias) {
     DeviceRouter r;
     r.w = detail::upload(
-        detail::to_host_bf16(load_tensor(src, prefix + ".weight", {DType::bf16, DType::f32}, Shape{n, dim})), stream);
+        detail::to_host_bf16(load_tensor(src, prefix + ".weight", {DType::bf16, DType::f32}, Shape{n, dim})));
     if (uses_bias) {
       r.bias = detail::upload(
-          detail::to_host_f32(load_tensor(src, prefix + ".e_score_correction_bias", {DType::f32, DType::bf16}, Shape{n})),
-          stream);
+          detail::to_host_f32(load_tensor(src, prefix + ".e_score_correction_bias", {DType::f32, DType::bf16}, Shape{n})));
     }
     return r;
   }
@@ -238,13 +233,13 @@ struct DeviceMla {
     const float eps = float(c.rms_norm_eps);
     if (c.q_lora_rank > 0) {
       m.q_a = DeviceLinear::load(src, p + ".q_a_proj", c.q_lora_rank, d, mode);
-      m.q_norm = DeviceNorm::load(src, p + ".q_a_layernorm", c.q_lora_rank, eps, mode.stream);
+      m.q_norm = DeviceNorm::load(src, p + ".q_a_layernorm", c.q_lora_rank, eps);
       m.q_b = DeviceLinear::load(src, p + ".q_b_proj", h * qk, c.q_lora_rank, mode);
     } else {
       m.q_proj = DeviceLinear::load(src, p + ".q_proj", h * qk, d, mode);
     }
     m.kv_a = DeviceLinear::load(src, p + ".kv_a_proj_with_mqa", c.kv_lora_rank + c.qk_rope_head_dim, d, mode);
-    m.kv_norm = DeviceNorm::load(src, p + ".kv_a_layernorm", c.kv_lora_rank, eps, mode.stream);
+    m.kv_norm = DeviceNorm::load(src, p + ".kv_a_layernorm", c.kv_lora_rank, eps);
     const int64_t kvb_out = h * (c.qk_nope_head_dim + c.v_head_dim);
     m.kv_b = DeviceLinear::load(src, p + ".kv_b_proj", kvb_out, c.kv_lora_rank, mode, &m.kv_b_bf16);
     m.o = DeviceLinear::load(src, p + ".o_proj", d, h * c.v_head_dim, mode);
