@@ -58,7 +58,7 @@ class CudaDecoder {
       : model_(model), opt_(opt), run_(run), batch_(batch), ws_(stream_.get()),
         cache_(model.num_layers(), model.cache_width(), batch, max_tokens, opt.page_size, stream_.get()),
         prefill_in_(max_prompt, 1, stream_.get()), decode_in_(2 * batch, batch, stream_.get()),
-        sampler_(opt.sampling, opt.seed, batch, stream_.get()), ids_(size_t(batch), 0) {
+        sampler_(opt.sampling, opt.seed, stream_.get()), ids_(size_t(batch), 0) {
     ref::validate(opt.sampling);
     R1_CHECK(batch > 0 && max_prompt > 0, "generate", "batch ", batch, " and max_prompt ", max_prompt,
              " must be positive");

@@ -12,7 +12,7 @@
 //
 // StepInputs: device buffers for up to `max_rows` rows and `max_batch` sequences plus a pinned
 // host mirror; upload() copies the host values in one stream-ordered copy and returns the
-// DeviceBatch that a forward reads. The ids can stay on the device (upload_ids = false): a graph
+// DeviceBatch that a forward reads. The ids can stay on the device (with_ids = false): a graph
 // replay's sampler writes the next step's ids there itself.
 #pragma once
 
@@ -37,7 +37,7 @@ class DeviceLatentCache {
   /// @param batch      sequences
   /// @param max_tokens capacity of each sequence
   DeviceLatentCache(int layers, int64_t width, int64_t batch, int64_t max_tokens, int64_t page_size, stream_t stream)
-      : width_(width), batch_(batch), page_size_(page_size) {
+      : batch_(batch), page_size_(page_size) {
     R1_CHECK(layers > 0 && width > 0 && batch > 0 && max_tokens > 0 && page_size > 0, "kv_cache", "layers (", layers,
              "), width (", width, "), batch (", batch, "), max_tokens (", max_tokens, ") and page_size (", page_size,
              ") must be positive");
@@ -78,7 +78,7 @@ class DeviceLatentCache {
   View<const int32_t, 2> block_tables() const { return tables_.view<const int32_t, 2>(); }
 
  private:
-  int64_t width_ = 0, batch_ = 0, page_size_ = 64, blocks_ = 0;
+  int64_t batch_ = 0, page_size_ = 64, blocks_ = 0;
   std::vector<Tensor> pools_;     // per layer [batch * blocks, page_size, width] bf16
   Tensor tables_;                 // [batch, blocks] int32, device
   std::vector<int64_t> lengths_;  // [batch] host

@@ -24,10 +24,9 @@ namespace r1 {
 class DeviceSampler {
  public:
   DeviceSampler() = default;
-  DeviceSampler(const ref::SamplingParams& params, uint64_t seed, int64_t batch, stream_t stream)
+  DeviceSampler(const ref::SamplingParams& params, uint64_t seed, stream_t stream)
       : params_(params), seed_(seed), stream_(stream) {
     ref::validate(params);
-    (void)batch;
     const std::vector<int64_t> ss = {int64_t(seed), 1};
     seed_step_ = Tensor::from_vector(ss, {2}).to(Space::cuda, stream);  // [2] {seed, step}
   }

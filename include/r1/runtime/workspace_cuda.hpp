@@ -32,8 +32,7 @@ class Workspace {
   void reset() {
     if (chunks_.size() > 1) {
       R1_CHECK(!frozen_, "workspace", "cannot grow during CUDA graph capture");
-      int64_t total = 0;
-      for (const Tensor& c : chunks_) total += c.size(0);
+      const int64_t total = capacity();
       chunks_.clear();  // freed on stream_, ordered after the work that used them
       chunks_.push_back(Tensor::empty(DType::u8, {total}, Space::cuda, stream_));
     }
@@ -51,9 +50,7 @@ class Workspace {
     if (chunk_ == chunks_.size()) {
       R1_CHECK(!frozen_, "workspace", "a forward captured in a CUDA graph needs ", bytes,
                " more bytes of scratch than its eager warm-up did (shapes changed between warm-up and capture)");
-      int64_t total = 0;
-      for (const Tensor& c : chunks_) total += c.size(0);
-      chunks_.push_back(Tensor::empty(DType::u8, {std::max(bytes, std::max<int64_t>(total, int64_t(1) << 20))},
+      chunks_.push_back(Tensor::empty(DType::u8, {std::max(bytes, std::max<int64_t>(capacity(), int64_t(1) << 20))},
                                       Space::cuda, stream_));
     }
     char* p = static_cast<char*>(chunks_[chunk_].data()) + used_;
@@ -69,6 +66,7 @@ class Workspace {
   /// While frozen (during graph capture), growth is an error instead of an allocation.
   void freeze(bool on) { frozen_ = on; }
   stream_t stream() const { return stream_; }
+  /// Bytes in all chunks.
   int64_t capacity() const {
     int64_t total = 0;
     for (const Tensor& c : chunks_) total += c.size(0);
