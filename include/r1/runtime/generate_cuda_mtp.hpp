@@ -100,8 +100,7 @@ inline GenerateResult generate_cuda_mtp(const CudaDeepseekV3& model, const std::
     sink.finish(vocab);
     return res;
   }
-  auto row = [&](const Tensor& t, int64_t r) { return t.view<const float, 2>().select(0, r); };
-  int32_t x = ref::sample(row(logits, n_prompt - 1), opt.sampling, rng);
+  int32_t x = ref::sample(f32_row(logits, n_prompt - 1), opt.sampling, rng);
   bool go = sink.commit(x, f32_row(logits, n_prompt - 1));
   int32_t draft = 0;
   if (go) {
@@ -115,12 +114,12 @@ inline GenerateResult generate_cuda_mtp(const CudaDeepseekV3& model, const std::
     const Tensor l2 = run.main({x, draft}, h2);    // [2, vocab] host F32
     ++res.stats.forwards;
     ++res.stats.drafted;
-    const DraftVerdict verdict = verify_draft(row(l2, 0), draft, opt.sampling, rng);
+    const DraftVerdict verdict = verify_draft(f32_row(l2, 0), draft, opt.sampling, rng);
     if (verdict.accepted) {
       ++res.stats.accepted;
       go = sink.commit(draft, f32_row(l2, 0));
       if (!go) break;
-      x = ref::sample(row(l2, 1), opt.sampling, rng);
+      x = ref::sample(f32_row(l2, 1), opt.sampling, rng);
       go = sink.commit(x, f32_row(l2, 1));
       if (!go) break;
       draft = run.draft(h2, {draft, x});
