@@ -5,6 +5,7 @@
 // its own src/cuda/*.cu (their non-template kernels must be compiled in exactly one of them).
 #pragma once
 
+#include "r1/kernels/cuda/gemm_policy.hpp"
 #include "r1/kernels/cuda/mla_common.cuh"
 
 namespace r1::cuda {
@@ -48,8 +49,14 @@ struct BatchedGemm {
   void* d;
 };
 
+/// cuBLASLt's strided-batched GEMM when it has an algorithm for these strides; false (nothing
+/// enqueued) when it has none, or when R1_GEMM_BACKEND names one of r1's own backends: then the
+/// whole program runs r1's kernels only (racecheck runs that way: it cannot instrument cuBLASLt's
+/// Hopper kernels).
 inline bool try_cublaslt_batched(const BatchedGemm& g, stream_t stream) {
   namespace lt = r1::cuda::cublaslt::detail;
+  const r1::cuda::GemmBackend env = r1::cuda::detail::env_backend();
+  if (env != r1::cuda::GemmBackend::automatic && env != r1::cuda::GemmBackend::cublaslt) return false;
   using Key = std::tuple<int, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
                          int, int, int, int>;
   const Key key{current_device().device, g.trans_a, g.m, g.n, g.k, g.lda, g.ldb, g.ldd, g.sa, g.sb, g.sd, g.batch,
