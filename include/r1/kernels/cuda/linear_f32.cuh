@@ -1,0 +1,563 @@
+// SPDX-License-Identifier: MIT
+// Definitions of the fp32 GEMMs declared in linear_f32.hpp: host checks, then one kernel family
+// parameterized by operand loaders (activations: f32 | e4m3 codes with 1 x 128 scales; weights:
+// bf16 | e4m3 codes with 128 x 128 scales; dense | grouped over experts).
+//
+// Mapping: a warp computes a tile of 8 rows x 4 consecutive columns; a block is 8 warps side by
+// side (8 rows x 32 columns), so the warps of a block read the same activation rows (from L1) and
+// each streams its own weight rows. Each warp step covers one 128-wide chunk of K: lane l takes
+// elements [k0 + 4 l, k0 + 4 l + 4), so the warp's loads of a row are contiguous (coalesced;
+// 16-, 8- or 4-byte vectors when the host found the rows aligned, else element by element), and
+// a chunk is exactly one 128-wide scale block. Each lane keeps 32 fp32 partial sums (8 x 4); at
+// the end one reduce-scatter (31 shuffles in a fixed order) leaves the sum of tile element l in
+// lane l, which writes it. The order of every sum is fixed by the shapes alone, so results are
+// deterministic, and a row's result does not depend on the other rows of its tile.
+//
+// Block scaling: the dequantizing form multiplies each weight code by its block scale in fp32
+// (code * scale rounded once, as the ref twin and checkpoint dequantizers do), then FMAs with x.
+// The native form follows DeepSeek's two-level accumulation: the code products of a 128-wide block
+// are summed unscaled (each product is exact in fp32), then the sum is multiplied by
+// xs[m, b] * ws[n / 128, b] into the accumulator. Each lane applies the scale to its own 4-element
+// share of the block before the cross-lane sum; by distributivity that is the same sum, and it
+// saves a warp reduction per block.
+//
+// Grouped: the block stages the expert offsets (clamped into [0, R]) in shared memory; a warp
+// walks its 8 rows as runs of one expert (binary search for the owner of a row), accumulating each
+// run with that expert's weight rows, and writes only rows that some expert owns.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+
+#include "r1/core/cuda.hpp"
+#include "r1/core/dtype.hpp"
+#include "r1/core/error.hpp"
+#include "r1/kernels/cuda/common.hpp"
+#include "r1/kernels/cuda/grouped_gemm.hpp"
+#include "r1/kernels/cuda/linear_f32.hpp"
+
+namespace r1::cuda::detail::f32gemm {
+
+inline constexpr int kWarps = 8;                // warps per block, side by side along N
+inline constexpr int kThreads = kWarps * 32;
+inline constexpr int kRows = 8;                 // rows of a warp's tile
+inline constexpr int kCols = 4;                 // columns of a warp's tile
+inline constexpr int kVec = 4;                  // consecutive K elements per lane per step
+inline constexpr int kChunk = 32 * kVec;        // K elements per warp step
+inline constexpr int kMaxExperts = 1024;        // as cuda::grouped_linear
+inline constexpr int kMaxGridY = 65535;
+static_assert(kRows * kCols == 32, "the reduce-scatter leaves one tile element per lane");
+static_assert(kChunk == 128, "a warp step must cover exactly one 128-wide scale block");
+static_assert(128 % kCols == 0, "a warp's columns must share one 128-row weight-scale block");
+
+// ---------------------------------------------------------------------------------------------
+// Device: element loads
+
+/// Elements [k, k + 4) of a row as fp32; elements at or past k_end read as 0. VEC: one vector
+/// load (the host checked the alignment and that K % 4 == 0, so a group is all in or all out).
+template <bool VEC>
+__device__ __forceinline__ void load4(const float* row, int k, int k_end, float (&v)[kVec]) {
+  if constexpr (VEC) {
+    const float4 q = k < k_end ? *reinterpret_cast<const float4*>(row + k) : make_float4(0.f, 0.f, 0.f, 0.f);
+    v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
+  } else {
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) v[j] = k + j < k_end ? row[k + j] : 0.0f;
+  }
+}
+
+template <bool VEC>
+__device__ __forceinline__ void load4(const bf16* row, int k, int k_end, float (&v)[kVec]) {
+  if constexpr (VEC) {
+    const uint2 q = k < k_end ? *reinterpret_cast<const uint2*>(row + k) : make_uint2(0u, 0u);
+    v[0] = __uint_as_float(q.x << 16);
+    v[1] = __uint_as_float(q.x & 0xffff0000u);
+    v[2] = __uint_as_float(q.y << 16);
+    v[3] = __uint_as_float(q.y & 0xffff0000u);
+  } else {
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) v[j] = k + j < k_end ? float(row[k + j]) : 0.0f;
+  }
+}
+
+template <bool VEC>
+__device__ __forceinline__ void load4(const fp8_e4m3* row, int k, int k_end, float (&v)[kVec]) {
+  if constexpr (VEC) {
+    const uint32_t q = k < k_end ? *reinterpret_cast<const uint32_t*>(row + k) : 0u;
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) v[j] = float(fp8_e4m3::from_bits(uint8_t(q >> (8 * j))));
+  } else {
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) v[j] = k + j < k_end ? float(row[k + j]) : 0.0f;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operand policies (POD members, device accessors)
+
+/// Activations in f32: x[r, k] = x[r * ld + k].
+struct ActF32 {
+  static constexpr bool kQuantized = false;
+  const float* x = nullptr;
+  int64_t ld = 0;
+  template <bool VEC>
+  __device__ __forceinline__ void load(int r, int k, int k_end, float (&v)[kVec]) const {
+    load4<VEC>(x + int64_t(r) * ld, k, k_end, v);
+  }
+};
+
+/// Activations quantized 1 x 128: e4m3 codes x[r * ld + k], scales s[r * s_rs + b * s_bs].
+struct ActFp8 {
+  static constexpr bool kQuantized = true;
+  const fp8_e4m3* x = nullptr;
+  int64_t ld = 0;
+  const float* s = nullptr;
+  int64_t s_rs = 0, s_bs = 0;
+  template <bool VEC>
+  __device__ __forceinline__ void load(int r, int k, int k_end, float (&v)[kVec]) const {
+    load4<VEC>(x + int64_t(r) * ld, k, k_end, v);
+  }
+  __device__ __forceinline__ float scale(int r, int b) const { return s[int64_t(r) * s_rs + int64_t(b) * s_bs]; }
+};
+
+/// A warp's weight operand: kCols rows of one expert (columns past N repeat row N - 1, whose
+/// results are discarded) and, for FP8, the scale row of their 128-row block.
+template <class T>
+struct WeightTile {
+  const T* row[kCols];
+  const float* s;  // FP8: ws[n0 / 128, b] = s[b * s_bs]
+  int64_t s_bs;
+  template <bool VEC>
+  __device__ __forceinline__ void load(int c, int k, int k_end, float (&v)[kVec]) const {
+    load4<VEC>(row[c], k, k_end, v);
+  }
+  __device__ __forceinline__ float scale(int b) const { return s[int64_t(b) * s_bs]; }
+};
+
+/// Weights [N, K] of E experts: expert e at w + e * group, or ptrs[e] when ptrs is set (dense:
+/// one expert, group 0). FP8 (kBlockScaled) adds the scale grids [ceil(N / 128), ceil(K / 128)]:
+/// s + e * s_group (or s_ptrs[e]), element (i, b) at i * s_rs + b * s_bs.
+template <class T>
+struct Weights {
+  static constexpr bool kBlockScaled = std::is_same_v<T, fp8_e4m3>;
+  const T* w = nullptr;
+  const T* const* ptrs = nullptr;
+  int64_t ld = 0, group = 0;
+  const float* s = nullptr;
+  const float* const* s_ptrs = nullptr;
+  int64_t s_rs = 0, s_bs = 0, s_group = 0;
+
+  __device__ __forceinline__ WeightTile<T> tile(int e, int n0, int n) const {
+    const T* base = ptrs ? ptrs[e] : w + int64_t(e) * group;
+    WeightTile<T> t;
+#pragma unroll
+    for (int c = 0; c < kCols; ++c) t.row[c] = base + int64_t(min(n0 + c, n - 1)) * ld;
+    t.s = nullptr;
+    t.s_bs = s_bs;
+    if constexpr (kBlockScaled) t.s = (s_ptrs ? s_ptrs[e] : s + int64_t(e) * s_group) + int64_t(n0 / 128) * s_rs;
+    return t;
+  }
+};
+
+/// Kernel parameters: operands, output y[r * ldy + n] (f32), sizes, and for grouped calls the
+/// device offsets [groups + 1].
+template <class A, class W>
+struct Params {
+  A a;
+  W w;
+  float* y = nullptr;
+  int64_t ldy = 0;
+  int m = 0, n = 0, k = 0;
+  const int32_t* offsets = nullptr;
+  int groups = 1;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Device: the kernel
+
+/// The expert owning `row` under offsets `off` [groups + 1] (already clamped into [0, m]): the last
+/// e with off[e] <= row, if row < off[e + 1]; -1 when no expert owns it (before offsets[0], past
+/// offsets[E], or offsets that are not non-decreasing).
+__device__ __forceinline__ int expert_of(const int* off, int groups, int row) {
+  int lo = 0, hi = groups - 1;
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) >> 1;
+    if (off[mid] <= row) {
+      lo = mid;
+    } else {
+      hi = mid - 1;
+    }
+  }
+  return off[lo] <= row && row < off[lo + 1] ? lo : -1;
+}
+
+/// One step of reduce_scatter: a lane keeps v[0 .. H) or v[H .. 2H) (its lane bit H picks the
+/// upper half) in v[0 .. H), adding the partner's (lane ^ H) copy of that half. (One template per
+/// step, so every index is a constant: a loop over the steps that nvcc does not unroll would
+/// index v at run time and move it to local memory.)
+template <int H>
+__device__ __forceinline__ void reduce_scatter_step(float (&v)[32], int lane) {
+  const bool upper = (lane & H) != 0;
+#pragma unroll
+  for (int i = 0; i < H; ++i) {
+    const float send = upper ? v[i] : v[i + H];
+    const float keep = upper ? v[i + H] : v[i];
+    v[i] = keep + __shfl_xor_sync(0xffffffffu, send, H);
+  }
+}
+
+/// Sums v[i] over the 32 lanes for every i; lane l returns the sum for i = l. Recursive halving:
+/// 16 + 8 + 4 + 2 + 1 shuffles (not 32 x 5 for 32 butterfly reductions), in a fixed order.
+__device__ __forceinline__ float reduce_scatter(float (&v)[32], int lane) {
+  reduce_scatter_step<16>(v, lane);
+  reduce_scatter_step<8>(v, lane);
+  reduce_scatter_step<4>(v, lane);
+  reduce_scatter_step<2>(v, lane);
+  reduce_scatter_step<1>(v, lane);
+  return v[0];
+}
+
+/// acc[r * kCols + c] += sum over K of a[m0 + r, k] * w_e[n0 + c, k] for the tile rows
+/// r in [r_lo, r_hi) (a lane's share: its 4 elements of every 128-wide chunk).
+template <bool VEC, class A, class W>
+__device__ __forceinline__ void accumulate(const Params<A, W>& p, int e, int m0, int r_lo, int r_hi, int n0,
+                                           int lane, float (&acc)[32]) {
+  const auto wt = p.w.tile(e, n0, p.n);
+#pragma unroll 2
+  for (int k0 = 0; k0 < p.k; k0 += kChunk) {
+    const int k = k0 + lane * kVec, b = k0 / kChunk;
+    float wv[kCols][kVec];
+#pragma unroll
+    for (int c = 0; c < kCols; ++c) wt.template load<VEC>(c, k, p.k, wv[c]);
+    [[maybe_unused]] float ws = 1.0f;
+    if constexpr (W::kBlockScaled) {
+      ws = wt.scale(b);
+      if constexpr (!A::kQuantized) {  // dequantize: code * scale, rounded once
+#pragma unroll
+        for (int c = 0; c < kCols; ++c)
+#pragma unroll
+          for (int j = 0; j < kVec; ++j) wv[c][j] = __fmul_rn(wv[c][j], ws);
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      if (r < r_lo || r >= r_hi) continue;  // warp-uniform
+      float xv[kVec];
+      p.a.template load<VEC>(m0 + r, k, p.k, xv);
+      if constexpr (A::kQuantized) {
+        // two-level accumulation: unscaled block sum (exact products), then times both scales
+        const float s = __fmul_rn(p.a.scale(m0 + r, b), ws);
+#pragma unroll
+        for (int c = 0; c < kCols; ++c) {
+          float part = __fmul_rn(xv[0], wv[c][0]);
+#pragma unroll
+          for (int j = 1; j < kVec; ++j) part = fmaf(xv[j], wv[c][j], part);
+          acc[r * kCols + c] = fmaf(part, s, acc[r * kCols + c]);
+        }
+      } else {
+#pragma unroll
+        for (int c = 0; c < kCols; ++c)
+#pragma unroll
+          for (int j = 0; j < kVec; ++j) acc[r * kCols + c] = fmaf(xv[j], wv[c][j], acc[r * kCols + c]);
+      }
+    }
+  }
+}
+
+/// Grid: x over 32-column block tiles, y over 8-row tiles (striding past 65535 tiles).
+template <class A, class W, bool GROUPED, bool VEC>
+__global__ void __launch_bounds__(kThreads) linear_f32_kernel(const Params<A, W> p) {
+  static_assert(!A::kQuantized || W::kBlockScaled, "quantized activations need a block-scaled FP8 weight");
+  const int* off = nullptr;  // grouped: [groups + 1] offsets clamped into [0, m]
+  if constexpr (GROUPED) {
+    extern __shared__ int staged_offsets[];
+    for (int i = int(threadIdx.x); i <= p.groups; i += kThreads) staged_offsets[i] = min(max(p.offsets[i], 0), p.m);
+    __syncthreads();
+    off = staged_offsets;
+  }
+  const int lane = int(threadIdx.x) % 32;
+  const int n0 = (int(blockIdx.x) * kWarps + int(threadIdx.x) / 32) * kCols;
+  if (n0 >= p.n) return;  // whole warps; no block barrier follows
+  const int m_tiles = (p.m - 1) / kRows + 1;
+  for (int mt = int(blockIdx.y); mt < m_tiles; mt += int(gridDim.y)) {
+    const int m0 = mt * kRows, rows = min(kRows, p.m - m0);
+    float acc[32];
+#pragma unroll
+    for (int i = 0; i < 32; ++i) acc[i] = 0.0f;
+    if constexpr (GROUPED) {
+      for (int r = 0; r < rows;) {  // runs of rows of one expert (warp-uniform)
+        const int e = expert_of(off, p.groups, m0 + r);
+        if (e < 0) {
+          ++r;
+          continue;
+        }
+        const int r_end = min(rows, off[e + 1] - m0);
+        accumulate<VEC>(p, e, m0, r, r_end, n0, lane, acc);
+        r = r_end;
+      }
+    } else {
+      accumulate<VEC>(p, 0, m0, 0, rows, n0, lane, acc);
+    }
+    const float v = reduce_scatter(acc, lane);
+    const int r = lane / kCols, c = lane % kCols;
+    bool write = r < rows && n0 + c < p.n;
+    if constexpr (GROUPED) write = write && expert_of(off, p.groups, m0 + r) >= 0;
+    if (write) p.y[int64_t(m0 + r) * p.ldy + (n0 + c)] = v;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Host: checks and launch
+
+template <class A, class W, bool GROUPED>
+void launch(const Params<A, W>& p, bool vec, stream_t stream) {
+  const dim3 grid{unsigned(ceil_div(p.n, kWarps * kCols)),
+                  unsigned(std::min<int64_t>(ceil_div(p.m, kRows), kMaxGridY)), 1u};
+  const std::size_t smem = GROUPED ? std::size_t(p.groups + 1) * sizeof(int) : 0;
+  if (vec) {
+    linear_f32_kernel<A, W, GROUPED, true><<<grid, kThreads, smem, stream>>>(p);
+  } else {
+    linear_f32_kernel<A, W, GROUPED, false><<<grid, kThreads, smem, stream>>>(p);
+  }
+  R1_CUDA_CHECK_LAUNCH();
+}
+
+/// A device matrix operand with unit-stride rows.
+template <class T>
+void check_matrix(const View<T, 2>& v, const char* op, const char* name) {
+  require_device(v, op, name);
+  require_matrix(v, op, name);
+}
+
+/// The output [m, n] and the sizes the kernel indexes with 32-bit coordinates.
+inline void check_output(const View<float, 2>& y, int64_t m, int64_t n, int64_t k, const char* op) {
+  check_matrix(y, op, "y");
+  require_dim(y, 0, m, op, "y", "rows");
+  require_dim(y, 1, n, op, "y", "columns");
+  require_int32(m, op, "M");
+  require_int32(n, op, "N");
+  require_int32(k, op, "K");
+}
+
+/// A dense weight [n, k] (x has k input features).
+template <class T>
+void check_weight(const View<const T, 2>& w, int64_t k, const char* op) {
+  check_matrix(w, op, "weight");
+  R1_CHECK(w.shape[1] == k, op, "x has ", k, " input features, weight has ", w.shape[1], " (weight shape [",
+           w.shape[0], ", ", w.shape[1], "])");
+}
+
+/// A dense weight_scale_inv grid for an [n, k] weight in 128 x 128 blocks (any strides).
+inline void check_weight_scales(const View<const float, 2>& ws, int64_t n, int64_t k, const char* op) {
+  require_device(ws, op, "weight_scale_inv");
+  R1_CHECK(ws.shape[0] == ceil_div(n, 128) && ws.shape[1] == ceil_div(k, 128), op, "weight_scale_inv has shape [",
+           ws.shape[0], ", ", ws.shape[1], "], expected [", ceil_div(n, 128), ", ", ceil_div(k, 128), "] for a [",
+           n, ", ", k, "] weight in 128x128 blocks");
+}
+
+/// Quantized activations: codes [m, k] with k % 128 == 0, scales [m, k / 128] (any strides).
+inline void check_quantized(const View<const fp8_e4m3, 2>& xq, const View<const float, 2>& xs, const char* op) {
+  check_matrix(xq, op, "xq");
+  require_device(xs, op, "x scale");
+  const int64_t m = xq.shape[0], k = xq.shape[1];
+  R1_CHECK(k % 128 == 0, op, "K = ", k, " is not a multiple of the 128-channel block: activations cannot be ",
+           "quantized 1 x 128");
+  require_dim(xs, 0, m, op, "x scale", "rows");
+  require_dim(xs, 1, k / 128, op, "x scale", "groups");
+}
+
+inline void check_offsets(const View<const int32_t, 1>& offsets, const char* op) {
+  require_device(offsets, op, "offsets");
+  R1_CHECK(offsets.shape[0] >= 2, op, "offsets has ", offsets.shape[0], " entries; it needs experts + 1 >= 2");
+  R1_CHECK(offsets.stride[0] == 1, op, "offsets must be contiguous (stride ", offsets.stride[0], ")");
+  R1_CHECK(offsets.shape[0] - 1 <= kMaxExperts, op, offsets.shape[0] - 1, " experts exceed the supported ",
+           kMaxExperts);
+}
+
+/// An expert table against the expected [experts, rows, cols].
+template <class T>
+void check_experts(const ExpertWeights<T>& w, int64_t experts, int64_t rows, int64_t cols, const char* op,
+                   const char* name) {
+  // An empty [rows, cols] matrix has no storage (a zero-size tensor's data is null); the kernels
+  // never read it (K = 0 writes zeros, N = 0 returns first).
+  R1_CHECK(w.data != nullptr || w.ptrs != nullptr || rows == 0 || cols == 0, op, name, " holds no weights");
+  R1_CHECK(w.experts == experts && w.rows == rows && w.cols == cols, op, name, " are ", w.experts, " x [", w.rows,
+           ", ", w.cols, "], expected ", experts, " x [", rows, ", ", cols, "]");
+  R1_CHECK(w.row_stride >= cols, op, name, " rows overlap (row stride ", w.row_stride, " < ", cols, ")");
+  if (w.data) {
+    R1_CHECK(experts <= 1 || w.expert_stride >= rows * w.row_stride, op, name, " experts overlap (expert stride ",
+             w.expert_stride, ")");
+  }
+}
+
+/// True when every expert's rows can be read in `bytes`-wide vectors (pointer tables are
+/// documented 16-byte aligned; their row strides are checked).
+template <class T>
+bool experts_vector_aligned(const ExpertWeights<T>& w, int64_t bytes) {
+  const int64_t es = int64_t(sizeof(T));
+  return (w.cols * es) % bytes == 0 && (w.row_stride * es) % bytes == 0 &&
+         (!w.data || (aligned_to(w.data, bytes) && (w.expert_stride * es) % bytes == 0));
+}
+
+/// The grouped call's shared checks: x rows [R, K] with unit-stride rows, y [R, N], offsets.
+template <class TX>
+void check_grouped(const View<const TX, 2>& x, const View<const int32_t, 1>& offsets, const View<float, 2>& y,
+                   const char* op, const char* x_name) {
+  check_matrix(x, op, x_name);
+  check_offsets(offsets, op);
+  check_output(y, x.shape[0], y.shape[1], x.shape[1], op);
+}
+
+template <class T>
+Weights<T> dense_weights(const View<const T, 2>& w) {
+  Weights<T> wt;
+  wt.w = w.data;
+  wt.ld = row_stride(w);
+  return wt;
+}
+
+template <class T>
+Weights<T> expert_weights(const ExpertWeights<T>& w) {
+  Weights<T> wt;
+  wt.w = w.data;
+  wt.ptrs = w.ptrs;
+  wt.ld = w.row_stride;
+  wt.group = w.expert_stride;
+  return wt;
+}
+
+inline void set_scales(Weights<fp8_e4m3>& wt, const View<const float, 2>& ws) {
+  wt.s = ws.data;
+  wt.s_rs = ws.stride[0];
+  wt.s_bs = ws.stride[1];
+}
+
+inline void set_scales(Weights<fp8_e4m3>& wt, const ExpertWeights<float>& ws) {
+  wt.s = ws.data;
+  wt.s_ptrs = ws.ptrs;
+  wt.s_rs = ws.row_stride;
+  wt.s_bs = 1;
+  wt.s_group = ws.expert_stride;
+}
+
+inline ActF32 act_f32(const View<const float, 2>& x) { return ActF32{x.data, row_stride(x)}; }
+
+inline ActFp8 act_fp8(const View<const fp8_e4m3, 2>& xq, const View<const float, 2>& xs) {
+  return ActFp8{xq.data, row_stride(xq), xs.data, xs.stride[0], xs.stride[1]};
+}
+
+template <class A, class W>
+Params<A, W> make_params(const A& a, const W& w, const View<float, 2>& y, int64_t m, int64_t n, int64_t k) {
+  Params<A, W> p;
+  p.a = a;
+  p.w = w;
+  p.y = y.data;
+  p.ldy = row_stride(y);
+  p.m = int(m);
+  p.n = int(n);
+  p.k = int(k);
+  return p;
+}
+
+template <class A, class W>
+void set_offsets(Params<A, W>& p, const View<const int32_t, 1>& offsets) {
+  p.offsets = offsets.data;
+  p.groups = int(offsets.shape[0] - 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Host: the operations (src/cuda/linear_f32.cu defines the public functions with them)
+
+inline void dense_bf16(View<const float, 2> x, View<const bf16, 2> w, View<float, 2> y, stream_t stream) {
+  const char* op = "cuda.linear_f32";
+  check_matrix(x, op, "x");
+  check_weight(w, x.shape[1], op);
+  const int64_t m = x.shape[0], k = x.shape[1], n = w.shape[0];
+  check_output(y, m, n, k, op);
+  if (m == 0 || n == 0) return;
+  const bool vec = rows_vector_aligned(x, 16) && rows_vector_aligned(w, 8);
+  launch<ActF32, Weights<bf16>, false>(make_params(act_f32(x), dense_weights(w), y, m, n, k), vec, stream);
+}
+
+inline void dense_fp8_dequant(View<const float, 2> x, View<const fp8_e4m3, 2> wq, View<const float, 2> ws,
+                              View<float, 2> y, stream_t stream) {
+  const char* op = "cuda.linear_f32";
+  check_matrix(x, op, "x");
+  check_weight(wq, x.shape[1], op);
+  const int64_t m = x.shape[0], k = x.shape[1], n = wq.shape[0];
+  check_weight_scales(ws, n, k, op);
+  check_output(y, m, n, k, op);
+  if (m == 0 || n == 0) return;
+  Weights<fp8_e4m3> wt = dense_weights(wq);
+  set_scales(wt, ws);
+  const bool vec = rows_vector_aligned(x, 16) && rows_vector_aligned(wq, 4);
+  launch<ActF32, Weights<fp8_e4m3>, false>(make_params(act_f32(x), wt, y, m, n, k), vec, stream);
+}
+
+inline void dense_fp8_native(View<const fp8_e4m3, 2> xq, View<const float, 2> xs, View<const fp8_e4m3, 2> wq,
+                             View<const float, 2> ws, View<float, 2> y, stream_t stream) {
+  const char* op = "cuda.linear_f32";
+  check_quantized(xq, xs, op);
+  check_weight(wq, xq.shape[1], op);
+  const int64_t m = xq.shape[0], k = xq.shape[1], n = wq.shape[0];
+  check_weight_scales(ws, n, k, op);
+  check_output(y, m, n, k, op);
+  if (m == 0 || n == 0) return;
+  Weights<fp8_e4m3> wt = dense_weights(wq);
+  set_scales(wt, ws);
+  const bool vec = rows_vector_aligned(xq, 4) && rows_vector_aligned(wq, 4);
+  launch<ActFp8, Weights<fp8_e4m3>, false>(make_params(act_fp8(xq, xs), wt, y, m, n, k), vec, stream);
+}
+
+inline void grouped_bf16(View<const float, 2> x, View<const int32_t, 1> offsets, const ExpertWeights<bf16>& w,
+                         View<float, 2> y, stream_t stream) {
+  const char* op = "cuda.grouped_linear_f32";
+  check_grouped(x, offsets, y, op, "x");
+  const int64_t rows = x.shape[0], k = x.shape[1], n = y.shape[1], experts = offsets.shape[0] - 1;
+  check_experts(w, experts, n, k, op, "expert weights");
+  if (rows == 0 || n == 0) return;
+  auto p = make_params(act_f32(x), expert_weights(w), y, rows, n, k);
+  set_offsets(p, offsets);
+  const bool vec = rows_vector_aligned(x, 16) && experts_vector_aligned(w, 8);
+  launch<ActF32, Weights<bf16>, true>(p, vec, stream);
+}
+
+inline void grouped_fp8_dequant(View<const float, 2> x, View<const int32_t, 1> offsets,
+                                const ExpertWeights<fp8_e4m3>& wq, const ExpertWeights<float>& ws, View<float, 2> y,
+                                stream_t stream) {
+  const char* op = "cuda.grouped_linear_f32";
+  check_grouped(x, offsets, y, op, "x");
+  const int64_t rows = x.shape[0], k = x.shape[1], n = y.shape[1], experts = offsets.shape[0] - 1;
+  check_experts(wq, experts, n, k, op, "expert weights");
+  check_experts(ws, experts, ceil_div(n, 128), ceil_div(k, 128), op, "expert weight scales");
+  if (rows == 0 || n == 0) return;
+  Weights<fp8_e4m3> wt = expert_weights(wq);
+  set_scales(wt, ws);
+  auto p = make_params(act_f32(x), wt, y, rows, n, k);
+  set_offsets(p, offsets);
+  const bool vec = rows_vector_aligned(x, 16) && experts_vector_aligned(wq, 4);
+  launch<ActF32, Weights<fp8_e4m3>, true>(p, vec, stream);
+}
+
+inline void grouped_fp8_native(View<const fp8_e4m3, 2> xq, View<const float, 2> xs, View<const int32_t, 1> offsets,
+                               const ExpertWeights<fp8_e4m3>& wq, const ExpertWeights<float>& ws, View<float, 2> y,
+                               stream_t stream) {
+  const char* op = "cuda.grouped_linear_f32";
+  check_quantized(xq, xs, op);
+  check_grouped(xq, offsets, y, op, "xq");
+  const int64_t rows = xq.shape[0], k = xq.shape[1], n = y.shape[1], experts = offsets.shape[0] - 1;
+  check_experts(wq, experts, n, k, op, "expert weights");
+  check_experts(ws, experts, ceil_div(n, 128), k / 128, op, "expert weight scales");
+  if (rows == 0 || n == 0) return;
+  Weights<fp8_e4m3> wt = expert_weights(wq);
+  set_scales(wt, ws);
+  auto p = make_params(act_fp8(xq, xs), wt, y, rows, n, k);
+  set_offsets(p, offsets);
+  const bool vec = rows_vector_aligned(xq, 4) && experts_vector_aligned(wq, 4);
+  launch<ActFp8, Weights<fp8_e4m3>, true>(p, vec, stream);
+}
+
+}  // namespace r1::cuda::detail::f32gemm
