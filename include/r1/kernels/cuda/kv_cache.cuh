@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
-// Definitions of the paged latent KV cache ops (declared in kv_cache.hpp). One warp per cache row:
-// a row is W = kv_lora_rank + rope_dim values (576 for R1: 1152 bytes = 72 16-byte vectors), so a
-// warp moves it in two or three vector steps; rows whose addresses allow it use 16-byte accesses.
+// Definitions of the paged latent KV cache ops (declared in kv_cache.hpp), generic in the element
+// type (bf16 or f32: they only move values). One warp per cache row: a row is W = kv_lora_rank +
+// rope_dim values (576 for R1: 1152 bytes = 72 16-byte vectors in bf16, 144 in f32), so a warp
+// moves it in a few vector steps; rows whose addresses allow it use 16-byte accesses.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -50,7 +51,7 @@ __device__ __forceinline__ bool kv_locate(const KvParams& p, int64_t i, int64_t&
   return pg >= 0 && pg < p.num_pages;
 }
 
-/// WRITE: rows -> pages; otherwise pages -> out. VEC: 16-byte accesses (8 two-byte values).
+/// WRITE: rows -> pages; otherwise pages -> out. VEC: 16-byte accesses (16 / sizeof(T) values).
 template <class T, bool WRITE, bool VEC>
 __global__ void __launch_bounds__(256) kv_copy_kernel(const KvParams p) {
   const int64_t i = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 // The paged latent KV cache on the GPU, twin of ref::kv_cache_write / ref::kv_cache_gather
-// (host-callable declarations; definitions in kv_cache.cuh, instantiated for bf16 rows and pages
-// in src/cuda/kv_cache.cu). Layout as in the ref twin (FlashMLA's): pages [P, page, W], logical
-// token s of a sequence in page block_table[s / page], row s % page.
+// (host-callable declarations; definitions in kv_cache.cuh, instantiated in src/cuda/kv_cache.cu
+// for bf16 rows and pages, r1's GPU activations, and for f32 ones, the precise policy's; the same
+// kernels, which copy values bit for bit). Layout as in the ref twin (FlashMLA's): pages
+// [P, page, W], logical token s of a sequence in page block_table[s / page], row s % page.
 //
 // Positions and page indices live in device memory, so the calls need no host read of device data
 // and can be captured in a CUDA graph and replayed with new positions. Values the host cannot see

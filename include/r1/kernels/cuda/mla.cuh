@@ -15,27 +15,31 @@ namespace detail::mla {
 // ---------------------------------------------------------------------------------------------
 // Per-head GEMMs
 
-/// Fallback of the per-head GEMMs: C[h][t][n] = sum_k A(t, h, k) * B(h, k, n), one thread per output.
+/// The per-head GEMMs without cuBLASLt: C[h][t][n] = sum_k A(t, h, k) * B(h, k, n), one thread per
+/// output, fp32 products and sum, stored as T. bf16's fallback where cuBLASLt has no algorithm;
+/// f32's only kernel (no rounding of operands or output).
+template <class T>
 struct HeadGemm {
-  const bf16* a;
+  const T* a;
   int64_t a_t, a_h;  // A(t, h, k) = a[t * a_t + h * a_h + k]
-  const bf16* w;
+  const T* w;
   int64_t w_h, w_k, w_n;  // B(h, k, n) = w[h * w_h + k * w_k + n * w_n]
-  bf16* c;
+  T* c;
   int64_t c_t, c_h;  // C(t, h, n) = c[t * c_t + h * c_h + n]
   int tokens, heads, n, k;
 };
-__global__ void __launch_bounds__(256) head_gemm_kernel(const HeadGemm g) {
+template <class T>
+__global__ void __launch_bounds__(256) head_gemm_kernel(const HeadGemm<T> g) {
   const int64_t total = int64_t(g.tokens) * g.heads * g.n;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     const int n = int(i % g.n);
     const int64_t th = i / g.n;
     const int h = int(th % g.heads), t = int(th / g.heads);
-    const bf16* a = g.a + int64_t(t) * g.a_t + int64_t(h) * g.a_h;
-    const bf16* w = g.w + int64_t(h) * g.w_h + int64_t(n) * g.w_n;
+    const T* a = g.a + int64_t(t) * g.a_t + int64_t(h) * g.a_h;
+    const T* w = g.w + int64_t(h) * g.w_h + int64_t(n) * g.w_n;
     float acc = 0.0f;
     for (int k = 0; k < g.k; ++k) acc += float(a[k]) * float(w[int64_t(k) * g.w_k]);
-    g.c[int64_t(t) * g.c_t + int64_t(h) * g.c_h + n] = bf16(acc);
+    g.c[int64_t(t) * g.c_t + int64_t(h) * g.c_h + n] = T(acc);
   }
 }
 
@@ -84,11 +88,12 @@ inline bool try_cublaslt_batched(const BatchedGemm& g, stream_t stream) {
   return true;
 }
 
-inline void launch_head_gemm(const HeadGemm& g, stream_t stream) {
+template <class T>
+void launch_head_gemm(const HeadGemm<T>& g, stream_t stream) {
   const int64_t total = int64_t(g.tokens) * g.heads * g.n;
   if (total == 0) return;
   const unsigned blocks = unsigned(std::min<int64_t>(ceil_div(total, 256), int64_t(current_device().sms) * 16));
-  head_gemm_kernel<<<blocks, 256, 0, stream>>>(g);
+  head_gemm_kernel<T><<<blocks, 256, 0, stream>>>(g);
   R1_CUDA_CHECK_LAUNCH();
 }
 
@@ -108,7 +113,8 @@ void check_kv_b(const View<TW, 2>& w, int64_t heads, int64_t nope_dim, int64_t v
 
 template <class T>
 void mla_absorb_q(View<const T, 3> q_nope, View<const T, 2> w_kvb, int v_dim, View<T, 3> q_lat, stream_t stream) {
-  static_assert(std::is_same_v<T, bf16>, "mla_absorb_q: bf16 activations and weight");
+  static_assert(std::is_same_v<T, bf16> || std::is_same_v<T, float>,
+                "mla_absorb_q: bf16 or f32 activations and weight (the same dtype)");
   namespace M = detail::mla;
   const char* op = "cuda.mla_absorb_q";
   const int64_t tokens = q_nope.shape[0], heads = q_nope.shape[1], dn = q_nope.shape[2], rank = q_lat.shape[2];
@@ -123,32 +129,35 @@ void mla_absorb_q(View<const T, 3> q_nope, View<const T, 2> w_kvb, int v_dim, Vi
   detail::require_int32(tokens * heads * rank, op, "q_lat elements");
   if (tokens == 0 || heads == 0 || rank == 0) return;
   const int64_t ldw = w_kvb.shape[0] <= 1 ? rank : w_kvb.stride[0];
-  // column-major: q_lat^T [L x T] (batch h) = W_UK[h]^T-as-stored [L x dn] . q_nope^T [dn x T]
-  M::BatchedGemm g{};
-  g.trans_a = false;
-  g.m = rank;
-  g.n = tokens;
-  g.k = dn;
-  g.a = w_kvb.data;
-  g.lda = ldw;
-  g.sa = (dn + v_dim) * ldw;
-  g.b = q_nope.data;
-  g.ldb = tokens <= 1 ? std::max<int64_t>(dn, 1) : q_nope.stride[0];
-  g.sb = q_nope.stride[1];
-  g.d = q_lat.data;
-  g.ldd = tokens <= 1 ? rank : q_lat.stride[0];
-  g.sd = q_lat.stride[1];
-  g.batch = int(heads);
-  const bool lt_ok = g.ldb >= dn && g.ldd >= rank && g.lda >= rank && M::try_cublaslt_batched(g, stream);
-  if (lt_ok) return;
-  M::HeadGemm f{q_nope.data, q_nope.stride[0], q_nope.stride[1], w_kvb.data, (dn + v_dim) * ldw, ldw, 1,
-                q_lat.data,  q_lat.stride[0],  q_lat.stride[1],  int(tokens), int(heads), int(rank), int(dn)};
+  if constexpr (std::is_same_v<T, bf16>) {  // f32 never goes through cuBLASLt (no TF32, no reordering)
+    // column-major: q_lat^T [L x T] (batch h) = W_UK[h]^T-as-stored [L x dn] . q_nope^T [dn x T]
+    M::BatchedGemm g{};
+    g.trans_a = false;
+    g.m = rank;
+    g.n = tokens;
+    g.k = dn;
+    g.a = w_kvb.data;
+    g.lda = ldw;
+    g.sa = (dn + v_dim) * ldw;
+    g.b = q_nope.data;
+    g.ldb = tokens <= 1 ? std::max<int64_t>(dn, 1) : q_nope.stride[0];
+    g.sb = q_nope.stride[1];
+    g.d = q_lat.data;
+    g.ldd = tokens <= 1 ? rank : q_lat.stride[0];
+    g.sd = q_lat.stride[1];
+    g.batch = int(heads);
+    const bool lt_ok = g.ldb >= dn && g.ldd >= rank && g.lda >= rank && M::try_cublaslt_batched(g, stream);
+    if (lt_ok) return;
+  }
+  M::HeadGemm<T> f{q_nope.data, q_nope.stride[0], q_nope.stride[1], w_kvb.data, (dn + v_dim) * ldw, ldw, 1,
+                   q_lat.data,  q_lat.stride[0],  q_lat.stride[1],  int(tokens), int(heads), int(rank), int(dn)};
   M::launch_head_gemm(f, stream);
 }
 
 template <class T>
 void mla_v_up(View<const T, 3> o_lat, View<const T, 2> w_kvb, int nope_dim, View<T, 3> out, stream_t stream) {
-  static_assert(std::is_same_v<T, bf16>, "mla_v_up: bf16 activations and weight");
+  static_assert(std::is_same_v<T, bf16> || std::is_same_v<T, float>,
+                "mla_v_up: bf16 or f32 activations and weight (the same dtype)");
   namespace M = detail::mla;
   const char* op = "cuda.mla_v_up";
   const int64_t tokens = o_lat.shape[0], heads = o_lat.shape[1], rank = o_lat.shape[2], dv = out.shape[2];
@@ -163,28 +172,32 @@ void mla_v_up(View<const T, 3> o_lat, View<const T, 2> w_kvb, int nope_dim, View
   detail::require_int32(tokens * heads * dv, op, "out elements");
   if (tokens == 0 || heads == 0 || dv == 0) return;
   const int64_t ldw = w_kvb.shape[0] <= 1 ? rank : w_kvb.stride[0];
-  // column-major: out^T [dv x T] (batch h) = op(W_UV[h]) [dv x L] . o_lat^T [L x T]; W_UV[h] as
-  // stored is column-major L x dv, hence TRANSA.
-  M::BatchedGemm g{};
-  g.trans_a = true;
-  g.m = dv;
-  g.n = tokens;
-  g.k = rank;
-  g.a = w_kvb.data + int64_t(nope_dim) * ldw;
-  g.lda = ldw;
-  g.sa = (nope_dim + dv) * ldw;
-  g.b = o_lat.data;
-  g.ldb = tokens <= 1 ? rank : o_lat.stride[0];
-  g.sb = o_lat.stride[1];
-  g.d = out.data;
-  g.ldd = tokens <= 1 ? dv : out.stride[0];
-  g.sd = out.stride[1];
-  g.batch = int(heads);
-  const bool lt_ok = rank > 0 && g.ldb >= rank && g.ldd >= dv && g.lda >= rank && M::try_cublaslt_batched(g, stream);
-  if (lt_ok) return;
-  M::HeadGemm f{o_lat.data, o_lat.stride[0], o_lat.stride[1], w_kvb.data + int64_t(nope_dim) * ldw, (nope_dim + dv) * ldw,
-                1,          ldw,             out.data,        out.stride[0],                         out.stride[1],
-                int(tokens), int(heads),     int(dv),         int(rank)};
+  if constexpr (std::is_same_v<T, bf16>) {  // f32 never goes through cuBLASLt (no TF32, no reordering)
+    // column-major: out^T [dv x T] (batch h) = op(W_UV[h]) [dv x L] . o_lat^T [L x T]; W_UV[h] as
+    // stored is column-major L x dv, hence TRANSA.
+    M::BatchedGemm g{};
+    g.trans_a = true;
+    g.m = dv;
+    g.n = tokens;
+    g.k = rank;
+    g.a = w_kvb.data + int64_t(nope_dim) * ldw;
+    g.lda = ldw;
+    g.sa = (nope_dim + dv) * ldw;
+    g.b = o_lat.data;
+    g.ldb = tokens <= 1 ? rank : o_lat.stride[0];
+    g.sb = o_lat.stride[1];
+    g.d = out.data;
+    g.ldd = tokens <= 1 ? dv : out.stride[0];
+    g.sd = out.stride[1];
+    g.batch = int(heads);
+    const bool lt_ok =
+        rank > 0 && g.ldb >= rank && g.ldd >= dv && g.lda >= rank && M::try_cublaslt_batched(g, stream);
+    if (lt_ok) return;
+  }
+  M::HeadGemm<T> f{o_lat.data,           o_lat.stride[0], o_lat.stride[1], w_kvb.data + int64_t(nope_dim) * ldw,
+                   (nope_dim + dv) * ldw, 1,               ldw,             out.data,
+                   out.stride[0],         out.stride[1],   int(tokens),     int(heads),
+                   int(dv),               int(rank)};
   M::launch_head_gemm(f, stream);
 }
 

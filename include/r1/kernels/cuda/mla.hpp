@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: MIT
 // Multi-head latent attention on the GPU, twins of ref/mla.hpp (host-callable declarations;
-// definitions in mla_prefill.cuh, mla_decode.cuh and mla.cuh, instantiated for bf16 in
-// src/cuda/mla{_prefill,_decode,}.cu). Same names, same parameter
-// order as the ref twins plus a trailing stream; bf16 in and out, fp32 scores, softmax and sums.
+// definitions in mla_prefill.cuh, mla_decode.cuh and mla.cuh, instantiated in
+// src/cuda/mla{_prefill,_decode,}.cu). Same names, same parameter order as the ref twins plus a
+// trailing stream; fp32 scores, softmax and sums. T is bf16 (r1's GPU activations) or float (the
+// precise policy: every activation, the paged latent cache and the dequantized kv_b weight in f32).
 //
+// bf16:
 //  - mla_attention_expanded: prefill, flash-attention style (64 queries x 64 keys per step in shared
 //    memory, mma.sync m16n8k16 tensor cores, online softmax); never materializes [T, S].
 //  - mla_attention_absorbed: decode over the paged latent cache (FlashMLA's problem), batched with
@@ -15,6 +17,15 @@
 // Head dimensions: tensor-core kernels are compiled for R1's (dn + dr <= 192, dv <= 128; kv_lora
 // <= 512, dr <= 64) and small fixtures' (dn + dr <= 96, dv <= 64; kv_lora <= 128, dr <= 32) dims,
 // with smaller dims zero-padded; any other dims run a slower warp-per-row kernel.
+//
+// float: correctness first (tiny models), never tensor cores or cuBLASLt, nothing rounded below
+// f32: every dims run the warp-per-row kernels (one warp per (token, head) row, keys one at a time
+// with an online softmax, the decode one unsplit) and the plain per-head GEMM kernel, all with fp32
+// loads and math and f32 outputs. Same semantics as bf16 (causal mask, device-side lengths, zeros
+// for rows without keys, NaN for bad pages, graph-capturable).
+// The warp-per-row kernels (both dtypes) take any head dims whose fp32 staging of 4 rows per block,
+// 16 bytes x (dn + dr + dv) for prefill and x (2 kv_lora + dr) for decode, fits the device's shared
+// memory (R1's dims: 5 KB and 17 KB); larger dims are an error naming them.
 #pragma once
 
 #include <cstdint>
@@ -42,7 +53,7 @@ void mla_attention_expanded(View<const T, 3> q_nope, View<const T, 3> q_pe, View
 
 /// q_lat[t, h, :] = W_UK[h]^T q_nope[t, h, :] (ref::mla_absorb_q).
 /// @param q_nope [tokens, heads, nope_dim]
-/// @param w_kvb  [heads * (nope_dim + v_dim), kv_lora_rank] kv_b_proj weight (bf16, dequantized)
+/// @param w_kvb  [heads * (nope_dim + v_dim), kv_lora_rank] kv_b_proj weight, dequantized to T
 /// @param q_lat  [tokens, heads, kv_lora_rank]
 template <class T>
 void mla_absorb_q(View<const T, 3> q_nope, View<const T, 2> w_kvb, int v_dim, View<T, 3> q_lat, stream_t stream);

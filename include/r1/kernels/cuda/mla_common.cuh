@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: MIT
 // Shared device helpers and host argument checks of r1's MLA kernels (mla_prefill.cuh,
-// mla_decode.cuh, mla.cuh): fragment packing, chunked loads with zero padding, view checks.
+// mla_decode.cuh, mla.cuh): fragment packing, chunked loads with zero padding, view checks, the
+// shared-memory opt-in of the fallback kernels.
 #pragma once
 
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <map>
@@ -118,6 +120,25 @@ bool vec_ok(const View<T, R>& v) {
 template <class T, int R>
 void require_sizes(const View<T, R>& v, const char* op, const char* name) {
   for (int d = 0; d < R; ++d) require_int32(v.shape[d], op, name);
+}
+
+/// For the fallback kernels, whose dynamic shared memory is sized at run time by the head dims:
+/// checks `smem` bytes against the device's opt-in limit (the error names `what...`, the dims) and,
+/// past the 48 KB any launch may use, raises the kernel's limit to the device's, once per device
+/// (prepare_kernel fixes it at the size of its first call, which suits compile-time tiles only).
+template <auto Kernel, class... What>
+void prepare_dynamic_smem(int64_t smem, const char* op, const What&... what) {
+  static std::mutex mu;
+  static std::array<bool, kMaxDevices> raised{};
+  const DeviceInfo& dev = current_device();
+  R1_CHECK(smem <= dev.smem_optin, op, what..., " need ", smem, " bytes of shared memory per block in the fallback ",
+           "kernel; this GPU (sm_", dev.cc_major, dev.cc_minor, ") allows ", dev.smem_optin);
+  if (smem <= 48 * 1024) return;
+  std::lock_guard<std::mutex> lock(mu);
+  if (!raised[size_t(dev.device)]) {
+    R1_CUDA_CHECK(cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, dev.smem_optin));
+    raised[size_t(dev.device)] = true;
+  }
 }
 
 }  // namespace detail::mla

@@ -13,6 +13,10 @@
 // Dimensions smaller than the compiled tile dims are zero-padded in shared memory (zeros add
 // nothing to a dot product and produce zero columns that are never stored). Shared-memory rows are
 // padded by 16 bytes so ldmatrix's eight row addresses fall in distinct banks.
+//
+// f32 activations and cache (the precise policy) never use tensor cores: every dims run the
+// warp-per-row kernel (mla_decode_generic_kernel<float>, unsplit, fp32 math, nothing rounded below
+// f32), which is also bf16's fallback for latent dims beyond the tensor-core kernels.
 #pragma once
 
 #include "r1/kernels/cuda/mla_common.cuh"
@@ -24,17 +28,20 @@ namespace detail::mla {
 // ---------------------------------------------------------------------------------------------
 // Decode
 
-struct DecodeParams {
-  const bf16 *ql, *qp;
+/// Arguments of the decode kernels; T is the activation and cache dtype (bf16, or f32 for the
+/// fallback only).
+template <class T>
+struct DecodeParamsT {
+  const T *ql, *qp;
   int64_t ql_b, ql_t, ql_h, qp_b, qp_t, qp_h;  // strides (elements)
-  const bf16* pages;
+  const T* pages;
   int64_t pg_p, pg_r;  // page, row strides
   const int32_t* table;
   int64_t bt_b, bt_s;
   const int32_t* lens;  // [batch] device lengths, or nullptr: host_len for every sequence
   int host_len;
   int q_start;  // single-sequence form: position of query 0 (lens == nullptr)
-  bf16* o;
+  T* o;
   int64_t o_b, o_t, o_h;
   float* part_o;   // [batch, splits, rows, L] unnormalized partial outputs, or nullptr
   float* part_ml;  // [batch, splits, rows, 2] (max in log2 units, sum)
@@ -43,14 +50,20 @@ struct DecodeParams {
   bool vec;
   bool vec_o;  // o_lat rows 4-byte aligned with unit last stride (the sm_90a kernel stores bf16 pairs)
 };
+/// The tensor-core kernels' and the combine's (bf16 only).
+using DecodeParams = DecodeParamsT<bf16>;
 
 /// Keys of sequence b as the device sees them: clamped into what its block table can address.
-__device__ __forceinline__ int seq_len(const DecodeParams& p, int b) {
+template <class T>
+__device__ __forceinline__ int seq_len(const DecodeParamsT<T>& p, int b) {
   if (!p.lens) return p.host_len;
   return min(max(p.lens[b], 0), p.max_blocks * p.page);
 }
 /// Position of query 0 of sequence b.
-__device__ __forceinline__ int first_pos(const DecodeParams& p, int len) { return p.lens ? len - p.tokens : p.q_start; }
+template <class T>
+__device__ __forceinline__ int first_pos(const DecodeParamsT<T>& p, int len) {
+  return p.lens ? len - p.tokens : p.q_start;
+}
 
 template <int LP, int DRP>
 struct DecodeCfg {
@@ -340,8 +353,12 @@ __global__ void __launch_bounds__(128) mla_decode_combine_kernel(const DecodePar
 namespace r1::cuda {
 namespace detail::mla {
 
-/// Any latent / rope dims: one warp per (b, t, h) row, keys one at a time (fallback only).
-__global__ void __launch_bounds__(128) mla_decode_generic_kernel(const DecodeParams p) {
+/// Any latent / rope dims: one warp per (b, t, h) row, keys one at a time, unsplit; q and the
+/// accumulator in fp32 shared memory, fp32 math, the output stored as T. bf16's fallback, and f32's
+/// only kernel (nothing rounded below f32). Same semantics as the tensor-core kernels: device
+/// lengths, zeros for rows that see no key, NaN for rows that see a key on a bad page.
+template <class T>
+__global__ void __launch_bounds__(128) mla_decode_generic_kernel(const DecodeParamsT<T> p) {
   extern __shared__ __align__(16) float fsm[];
   const int warp = int(threadIdx.x >> 5), lane = int(threadIdx.x & 31);
   const int rows_total = p.tokens * p.heads;
@@ -362,7 +379,7 @@ __global__ void __launch_bounds__(128) mla_decode_generic_kernel(const DecodePar
   for (int s = 0; s < visible; ++s) {
     const int pg = p.table[int64_t(b) * p.bt_b + int64_t(s / p.page) * p.bt_s];
     float x;
-    const bf16* kr = nullptr;
+    const T* kr = nullptr;
     if (pg < 0 || pg >= p.num_pages) {
       x = __int_as_float(0x7fffffff);
     } else {
@@ -379,8 +396,22 @@ __global__ void __launch_bounds__(128) mla_decode_generic_kernel(const DecodePar
     m = m_new;
     for (int c = lane; c < p.lat; c += 32) acc[c] = acc[c] * alpha + pe * (kr ? float(kr[c]) : x);
   }
-  bf16* dst = p.o + int64_t(b) * p.o_b + int64_t(t) * p.o_t + int64_t(h) * p.o_h;
-  for (int c = lane; c < p.lat; c += 32) dst[c] = bf16(l > 0.0f || l != l ? acc[c] / l : 0.0f);
+  T* dst = p.o + int64_t(b) * p.o_b + int64_t(t) * p.o_t + int64_t(h) * p.o_h;
+  for (int c = lane; c < p.lat; c += 32) dst[c] = T(l > 0.0f || l != l ? acc[c] / l : 0.0f);
+}
+
+/// Launches the warp-per-row kernel over every (b, t, h) row, 4 per block, each warp's fp32 q and
+/// accumulator in dynamic shared memory (past 48 KB only for latent dims far beyond R1's).
+template <class T>
+void launch_decode_generic(DecodeParamsT<T> p, stream_t stream, const char* op) {
+  constexpr auto kernel = mla_decode_generic_kernel<T>;
+  const int64_t smem = 4 * int64_t(sizeof(float)) * (2 * int64_t(p.lat) + p.dr);
+  prepare_dynamic_smem<kernel>(smem, op, "kv_lora_rank ", p.lat, " and rope dims ", p.dr);
+  p.splits = 1;
+  const int64_t blocks = ceil_div(int64_t(p.batch) * p.tokens * p.heads, 4);
+  R1_CHECK(blocks < (int64_t(1) << 31), op, "too many rows");
+  kernel<<<unsigned(blocks), 128, size_t(smem), stream>>>(p);
+  R1_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace detail::mla
@@ -452,44 +483,45 @@ inline void launch_decode_sm90(DecodeParams p, int64_t max_keys, stream_t stream
 }
 
 /// Shared by the batched and single-sequence decode entry points once p is filled: picks the
-/// kernel, the split of the keys (from max_keys, a host bound), and launches.
-inline void launch_decode(DecodeParams p, int64_t max_keys, stream_t stream, const char* op) {
+/// kernel, the split of the keys (from max_keys, a host bound), and launches. f32 runs the
+/// warp-per-row kernel for every dims (no tensor cores, nothing rounded below f32).
+template <class T>
+void launch_decode(DecodeParamsT<T> p, int64_t max_keys, stream_t stream, const char* op) {
   const int64_t rows = int64_t(p.tokens) * p.heads;
   if (p.batch == 0 || rows == 0) return;
-  const auto run = [&]<int LP, int DRP>() {
-    using Cfg = DecodeCfg<LP, DRP>;
-    constexpr auto kernel = mla_decode_kernel<LP, DRP>;
-    const KernelInfo& ki = prepare_kernel<kernel>(Cfg::THREADS, Cfg::SMEM, op);
-    const int64_t row_blocks = ceil_div(rows, Cfg::BM);
-    R1_CHECK(row_blocks < (int64_t(1) << 31) && p.batch <= 65535, op, "batch ", p.batch, " x ", rows,
-             " rows is too large a grid");
-    // Splits: key tiles per split + the Q load (2 tiles) + the partials' round trip (4 tiles).
-    const int64_t tiles = std::max<int64_t>(1, ceil_div(max_keys, Cfg::BN));
-    const int64_t max_splits = std::clamp<int64_t>(ceil_div(max_keys, 256), 1, 128);
-    const int splits = choose_decode_splits(row_blocks, p.batch, ki, tiles, max_splits, 2.0, 4.0);
-    launch_decode_split(kernel, p, splits, row_blocks, Cfg::THREADS, Cfg::SMEM, stream);
-  };
-  if (p.lat == Sm90DecodeCfg::LAT && p.dr == Sm90DecodeCfg::DR && p.vec && p.vec_o && binary_arch() == 90) {
-    launch_decode_sm90(p, max_keys, stream, op);
-  } else if (p.lat <= 128 && p.dr <= 32) {
-    run.template operator()<128, 32>();
-  } else if (p.lat <= 512 && p.dr <= 64) {
-    run.template operator()<512, 64>();
-  } else {
-    const int64_t smem = 4 * 4 * (2 * int64_t(p.lat) + p.dr);
-    R1_CHECK(smem <= 48 * 1024, op, "kv_lora_rank ", p.lat, " and rope dims ", p.dr, " exceed the fallback kernel's limit");
-    p.splits = 1;
-    const int64_t blocks = ceil_div(int64_t(p.batch) * rows, 4);
-    R1_CHECK(blocks < (int64_t(1) << 31), op, "too many rows");
-    mla_decode_generic_kernel<<<unsigned(blocks), 128, size_t(smem), stream>>>(p);
-    R1_CUDA_CHECK_LAUNCH();
+  if constexpr (std::is_same_v<T, bf16>) {
+    const auto run = [&]<int LP, int DRP>() {
+      using Cfg = DecodeCfg<LP, DRP>;
+      constexpr auto kernel = mla_decode_kernel<LP, DRP>;
+      const KernelInfo& ki = prepare_kernel<kernel>(Cfg::THREADS, Cfg::SMEM, op);
+      const int64_t row_blocks = ceil_div(rows, Cfg::BM);
+      R1_CHECK(row_blocks < (int64_t(1) << 31) && p.batch <= 65535, op, "batch ", p.batch, " x ", rows,
+               " rows is too large a grid");
+      // Splits: key tiles per split + the Q load (2 tiles) + the partials' round trip (4 tiles).
+      const int64_t tiles = std::max<int64_t>(1, ceil_div(max_keys, Cfg::BN));
+      const int64_t max_splits = std::clamp<int64_t>(ceil_div(max_keys, 256), 1, 128);
+      const int splits = choose_decode_splits(row_blocks, p.batch, ki, tiles, max_splits, 2.0, 4.0);
+      launch_decode_split(kernel, p, splits, row_blocks, Cfg::THREADS, Cfg::SMEM, stream);
+    };
+    if (p.lat == Sm90DecodeCfg::LAT && p.dr == Sm90DecodeCfg::DR && p.vec && p.vec_o && binary_arch() == 90) {
+      launch_decode_sm90(p, max_keys, stream, op);
+      return;
+    }
+    if (p.lat <= 128 && p.dr <= 32) {
+      run.template operator()<128, 32>();
+      return;
+    }
+    if (p.lat <= 512 && p.dr <= 64) {
+      run.template operator()<512, 64>();
+      return;
+    }
   }
+  launch_decode_generic(p, stream, op);
 }
 
 /// Checks of the query / output / cache arguments common to both decode forms (rank-free part).
-template <class VQ, class VP, class VO>
-void check_decode_common(const VQ& q_lat, const VP& q_pe, const View<const bf16, 3>& pages, const VO& o_lat,
-                         const char* op) {
+template <class VQ, class VP, class VC, class VO>
+void check_decode_common(const VQ& q_lat, const VP& q_pe, const VC& pages, const VO& o_lat, const char* op) {
   require_device(q_lat, op, "q_lat");
   require_device(q_pe, op, "q_pe");
   require_device(pages, op, "pages");
@@ -504,8 +536,8 @@ void check_decode_common(const VQ& q_lat, const VP& q_pe, const View<const bf16,
   require_sizes(q_lat, op, "q_lat dims");
 }
 
-template <class VQ, class VP>
-void fill_decode_common(DecodeParams& p, const VQ& q_lat, const VP& q_pe, const View<const bf16, 3>& pages,
+template <class T, class VQ, class VP>
+void fill_decode_common(DecodeParamsT<T>& p, const VQ& q_lat, const VP& q_pe, const View<const T, 3>& pages,
                         double scale) {
   constexpr int R = VQ::rank;
   p.ql = q_lat.data;
@@ -529,7 +561,8 @@ template <class T>
 void mla_attention_absorbed(View<const T, 4> q_lat, View<const T, 4> q_pe, View<const T, 3> pages,
                             View<const int32_t, 2> block_tables, View<const int32_t, 1> seq_lens, double scale,
                             View<T, 4> o_lat, stream_t stream) {
-  static_assert(std::is_same_v<T, bf16>, "mla_attention_absorbed: bf16 activations and cache");
+  static_assert(std::is_same_v<T, bf16> || std::is_same_v<T, float>,
+                "mla_attention_absorbed: bf16 or f32 activations and cache (the same dtype)");
   namespace M = detail::mla;
   const char* op = "cuda.mla_attention_absorbed";
   const int64_t batch = q_lat.shape[0], tokens = q_lat.shape[1], heads = q_lat.shape[2], lat = q_lat.shape[3];
@@ -547,7 +580,7 @@ void mla_attention_absorbed(View<const T, 4> q_lat, View<const T, 4> q_pe, View<
   const int64_t max_keys = block_tables.shape[1] * pages.shape[1];
   detail::require_int32(max_keys, op, "keys a block table can address");
   detail::require_int32(tokens * heads, op, "tokens x heads");
-  M::DecodeParams p{};
+  M::DecodeParamsT<T> p{};
   M::fill_decode_common(p, q_lat, q_pe, pages, scale);
   p.batch = int(batch);
   p.ql_b = q_lat.stride[0];
@@ -577,7 +610,8 @@ template <class T>
 void mla_attention_absorbed(View<const T, 3> q_lat, View<const T, 3> q_pe, View<const T, 3> pages,
                             View<const int32_t, 1> block_table, int64_t keys, double scale, int64_t q_start,
                             View<T, 3> o_lat, stream_t stream) {
-  static_assert(std::is_same_v<T, bf16>, "mla_attention_absorbed: bf16 activations and cache");
+  static_assert(std::is_same_v<T, bf16> || std::is_same_v<T, float>,
+                "mla_attention_absorbed: bf16 or f32 activations and cache (the same dtype)");
   namespace M = detail::mla;
   const char* op = "cuda.mla_attention_absorbed";
   const int64_t tokens = q_lat.shape[0], heads = q_lat.shape[1], lat = q_lat.shape[2], dr = q_pe.shape[2];
@@ -598,7 +632,7 @@ void mla_attention_absorbed(View<const T, 3> q_lat, View<const T, 3> q_pe, View<
   detail::require_int32(keys, op, "keys");
   detail::require_int32(block_table.shape[0], op, "block table entries");
   detail::require_int32(tokens * heads, op, "tokens x heads");
-  M::DecodeParams p{};
+  M::DecodeParamsT<T> p{};
   M::fill_decode_common(p, q_lat, q_pe, pages, scale);
   p.batch = 1;
   p.ql_t = q_lat.stride[0];

@@ -12,6 +12,10 @@
 // Dimensions smaller than the compiled tile dims are zero-padded in shared memory (zeros add
 // nothing to a dot product and produce zero columns that are never stored). Shared-memory rows are
 // padded by 16 bytes so ldmatrix's eight row addresses fall in distinct banks.
+//
+// f32 activations (the precise policy) never use tensor cores: every dims run the warp-per-row
+// kernel (mla_prefill_generic_kernel<float>, fp32 math, nothing rounded below f32), which is also
+// bf16's fallback for head dims beyond the tensor-core kernels.
 #pragma once
 
 #include "r1/kernels/cuda/mla_common.cuh"
@@ -24,9 +28,11 @@ namespace detail::mla {
 // ---------------------------------------------------------------------------------------------
 // Prefill
 
-struct PrefillParams {
-  const bf16 *qn, *qp, *kn, *kp, *v;
-  bf16* o;
+/// Arguments of the prefill kernels; T is the activation dtype (bf16, or f32 for the fallback only).
+template <class T>
+struct PrefillParamsT {
+  const T *qn, *qp, *kn, *kp, *v;
+  T* o;
   int64_t qn_t, qn_h, qp_t, qp_h;  // strides (elements)
   int64_t kn_s, kn_h, kp_s, v_s, v_h;
   int64_t o_t, o_h;
@@ -35,6 +41,8 @@ struct PrefillParams {
   float scale_log2;  // scale * log2(e)
   bool vec;          // 16-byte aligned rows and dims: cp.async loads
 };
+/// The tensor-core kernels' (bf16 only).
+using PrefillParams = PrefillParamsT<bf16>;
 
 template <int DQK, int DV>
 struct PrefillCfg {
@@ -212,8 +220,10 @@ __global__ void __launch_bounds__(128) mla_prefill_kernel(const PrefillParams p)
 }
 
 /// Any head dims: one warp per (query, head), keys one at a time with an online softmax; q and the
-/// output accumulator in fp32 shared memory. Correct for every shape, slow (fallback only).
-__global__ void __launch_bounds__(128) mla_prefill_generic_kernel(const PrefillParams p) {
+/// output accumulator in fp32 shared memory, fp32 math, the output stored as T. Correct for every
+/// shape, slow: bf16's fallback, and f32's only kernel (nothing rounded below f32).
+template <class T>
+__global__ void __launch_bounds__(128) mla_prefill_generic_kernel(const PrefillParamsT<T> p) {
   extern __shared__ __align__(16) float fsm[];
   const int warp = int(threadIdx.x >> 5), lane = int(threadIdx.x & 31);
   const int64_t row = int64_t(blockIdx.x) * 4 + warp;  // (t, h) flattened
@@ -230,8 +240,8 @@ __global__ void __launch_bounds__(128) mla_prefill_generic_kernel(const PrefillP
   float m = -INFINITY, l = 0.0f;
   const int visible = p.q_start + t + 1;
   for (int s = 0; s < visible; ++s) {
-    const bf16* kn = p.kn + int64_t(s) * p.kn_s + int64_t(h) * p.kn_h;
-    const bf16* kp = p.kp + int64_t(s) * p.kp_s;
+    const T* kn = p.kn + int64_t(s) * p.kn_s + int64_t(h) * p.kn_h;
+    const T* kp = p.kp + int64_t(s) * p.kp_s;
     float d = 0.0f;
     for (int c = lane; c < dq; c += 32) d += q[c] * float(c < p.dn ? kn[c] : kp[c - p.dn]);
 #pragma unroll
@@ -241,11 +251,23 @@ __global__ void __launch_bounds__(128) mla_prefill_generic_kernel(const PrefillP
     const float alpha = exp2f(m - m_new), pe = exp2f(x - m_new);
     l = l * alpha + pe;
     m = m_new;
-    const bf16* vv = p.v + int64_t(s) * p.v_s + int64_t(h) * p.v_h;
+    const T* vv = p.v + int64_t(s) * p.v_s + int64_t(h) * p.v_h;
     for (int c = lane; c < p.dv; c += 32) acc[c] = acc[c] * alpha + pe * float(vv[c]);
   }
-  bf16* dst = p.o + int64_t(t) * p.o_t + int64_t(h) * p.o_h;
-  for (int c = lane; c < p.dv; c += 32) dst[c] = bf16(l > 0.0f ? acc[c] / l : 0.0f);
+  T* dst = p.o + int64_t(t) * p.o_t + int64_t(h) * p.o_h;
+  for (int c = lane; c < p.dv; c += 32) dst[c] = T(l > 0.0f ? acc[c] / l : 0.0f);
+}
+
+/// Launches the warp-per-row kernel: 4 rows per block, each warp's fp32 q and accumulator in
+/// dynamic shared memory (past 48 KB only for head dims far beyond R1's).
+template <class T>
+void launch_prefill_generic(const PrefillParamsT<T>& p, stream_t stream, const char* op) {
+  constexpr auto kernel = mla_prefill_generic_kernel<T>;
+  const int64_t smem = 4 * int64_t(sizeof(float)) * (int64_t(p.dn) + p.dr + p.dv);
+  prepare_dynamic_smem<kernel>(smem, op, "head dims nope ", p.dn, " + rope ", p.dr, " + v ", p.dv);
+  const int64_t blocks = ceil_div(int64_t(p.tokens) * p.heads, 4);
+  kernel<<<unsigned(blocks), 128, size_t(smem), stream>>>(p);
+  R1_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace detail::mla
@@ -257,7 +279,8 @@ template <class T>
 void mla_attention_expanded(View<const T, 3> q_nope, View<const T, 3> q_pe, View<const T, 3> k_nope,
                             View<const T, 2> k_pe, View<const T, 3> v, double scale, int64_t q_start,
                             View<T, 3> out, stream_t stream) {
-  static_assert(std::is_same_v<T, bf16>, "mla_attention_expanded: bf16 activations");
+  static_assert(std::is_same_v<T, bf16> || std::is_same_v<T, float>,
+                "mla_attention_expanded: bf16 or f32 activations");
   namespace M = detail::mla;
   const char* op = "cuda.mla_attention_expanded";
   const int64_t tokens = q_nope.shape[0], heads = q_nope.shape[1], dn = q_nope.shape[2];
@@ -294,7 +317,7 @@ void mla_attention_expanded(View<const T, 3> q_nope, View<const T, 3> q_pe, View
   if (tokens == 0 || heads == 0) return;
   R1_CHECK(heads <= 65535, op, heads, " heads exceed the grid's 65535");
 
-  M::PrefillParams p{};
+  M::PrefillParamsT<T> p{};
   p.qn = q_nope.data;
   p.qp = q_pe.data;
   p.kn = k_nope.data;
@@ -323,32 +346,32 @@ void mla_attention_expanded(View<const T, 3> q_nope, View<const T, 3> q_pe, View
   p.vec = dn % 8 == 0 && dr % 8 == 0 && dv % 8 == 0 && M::vec_ok(q_nope) && M::vec_ok(k_nope) && M::vec_ok(v) &&
           (dr == 0 || (M::vec_ok(q_pe) && M::vec_ok(k_pe)));
 
-  // Hopper: TMA + wgmma kernel on R1's dims (mla_prefill_sm90.cuh); everything else below.
-  if (detail::mla_sm90::usable(q_nope, q_pe, k_nope, k_pe, v, out)) {
-    detail::mla_sm90::launch(q_nope, q_pe, k_nope, k_pe, v, p.scale_log2, q_start, out, stream, op);
-    return;
+  if constexpr (std::is_same_v<T, bf16>) {
+    // Hopper: TMA + wgmma kernel on R1's dims (mla_prefill_sm90.cuh); everything else below.
+    if (detail::mla_sm90::usable(q_nope, q_pe, k_nope, k_pe, v, out)) {
+      detail::mla_sm90::launch(q_nope, q_pe, k_nope, k_pe, v, p.scale_log2, q_start, out, stream, op);
+      return;
+    }
+    const auto run = [&]<int DQK, int DV>() {
+      using Cfg = M::PrefillCfg<DQK, DV>;
+      constexpr auto kernel = M::mla_prefill_kernel<DQK, DV>;
+      detail::prepare_kernel<kernel>(Cfg::THREADS, Cfg::SMEM, op);
+      const dim3 grid(unsigned(detail::ceil_div(tokens, Cfg::BM)), unsigned(heads));
+      kernel<<<grid, Cfg::THREADS, Cfg::SMEM, stream>>>(p);
+      R1_CUDA_CHECK_LAUNCH();
+    };
+    if (dn + dr <= 96 && dv <= 64) {
+      run.template operator()<96, 64>();
+      return;
+    }
+    if (dn + dr <= 192 && dv <= 128) {
+      run.template operator()<192, 128>();
+      return;
+    }
   }
-
-  const auto run = [&]<int DQK, int DV>() {
-    using Cfg = M::PrefillCfg<DQK, DV>;
-    constexpr auto kernel = M::mla_prefill_kernel<DQK, DV>;
-    detail::prepare_kernel<kernel>(Cfg::THREADS, Cfg::SMEM, op);
-    const dim3 grid(unsigned(detail::ceil_div(tokens, Cfg::BM)), unsigned(heads));
-    kernel<<<grid, Cfg::THREADS, Cfg::SMEM, stream>>>(p);
-    R1_CUDA_CHECK_LAUNCH();
-  };
-  if (dn + dr <= 96 && dv <= 64) {
-    run.template operator()<96, 64>();
-  } else if (dn + dr <= 192 && dv <= 128) {
-    run.template operator()<192, 128>();
-  } else {
-    const int64_t smem = 4 * 4 * (dn + dr + dv);
-    R1_CHECK(smem <= 48 * 1024, op, "head dims nope ", dn, " + rope ", dr, " + v ", dv, " exceed the fallback kernel's ",
-             48 * 1024 / 16, " values");
-    const int64_t blocks = detail::ceil_div(tokens * heads, 4);
-    M::mla_prefill_generic_kernel<<<unsigned(blocks), 128, size_t(smem), stream>>>(p);
-    R1_CUDA_CHECK_LAUNCH();
-  }
+  // f32 activations (every dims: no tensor cores, nothing rounded below f32), and bf16 head dims
+  // beyond the tensor-core kernels: the warp-per-row kernel.
+  M::launch_prefill_generic(p, stream, op);
 }
 
 }  // namespace r1::cuda
