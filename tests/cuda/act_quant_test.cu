@@ -109,6 +109,51 @@ TEST_CASE("act_quant: bit-identical to the ref twin") {
   for (int64_t k : {7168, 1536, 512, 16384, 18432, 2048}) check_act_quant<bf16>(3, k, true, 0, stream);
 }
 
+TEST_CASE("act_dequant: bit-identical to the ref twin (fake quantization round trip)") {
+  Stream stream;
+  for (int64_t rows : {1, 7, 129}) {
+    for (int64_t k : {128, 384}) {
+      for (int64_t y_pad : {0, 5}) {
+        CAPTURE(rows);
+        CAPTURE(k);
+        CAPTURE(y_pad);
+        const int64_t g = k / 128;
+        Tensor xh = hard_activations<float>(rows, k, case_seed(uint64_t(rows), uint64_t(k), 77));
+        Tensor qh = Tensor::empty(DType::f8_e4m3, {rows, k}), sh = Tensor::empty(DType::f32, {rows, g});
+        ref::act_quant<128>(xh.view<const float, 2>(), qh.view<fp8_e4m3, 2>(), sh.view<float, 2>());
+        Tensor want = Tensor::empty(DType::f32, {rows, k});  // [rows, K]
+        ref::act_dequant<128>(qh.view<const fp8_e4m3, 2>(), sh.view<const float, 2>(), want.view<float, 2>());
+        Tensor qd = qh.to(Space::cuda, stream);
+        // scales MN-major on the device, as the model keeps them
+        Tensor st = Tensor::empty(DType::f32, {g, rows});
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t j = 0; j < g; ++j) st.data_as<float>()[j * rows + r] = sh.data_as<float>()[r * g + j];
+        Tensor sd = st.to(Space::cuda, stream);
+        Tensor yd = Tensor::empty(DType::f32, {rows, k + y_pad}, Space::cuda, stream);  // padded rows
+        poison(yd, stream);
+        cuda::act_dequant<128>(qd.view<const fp8_e4m3, 2>(),
+                               cuda::mn_major_scales(sd.data_as<float>(), rows, g).as_const(),
+                               yd.view<float, 2>().slice(1, 0, k), stream);
+        Tensor yh = yd.to(Space::host, stream);
+        int64_t bad = 0, pad_touched = 0;
+        for (int64_t r = 0; r < rows; ++r) {
+          for (int64_t j = 0; j < k; ++j)
+            bad += bits(yh.data_as<float>()[r * (k + y_pad) + j]) != bits(want.data_as<float>()[r * k + j]);
+          for (int64_t j = k; j < k + y_pad; ++j) pad_touched += !std::isnan(yh.data_as<float>()[r * (k + y_pad) + j]);
+        }
+        CHECK(bad == 0);
+        CHECK(pad_touched == 0);
+      }
+    }
+  }
+  Tensor q = Tensor::empty(DType::f8_e4m3, {2, 100}, Space::cuda, stream);
+  Tensor sc = Tensor::empty(DType::f32, {2, 1}, Space::cuda, stream);
+  Tensor y = Tensor::empty(DType::f32, {2, 100}, Space::cuda, stream);
+  CHECK_THROWS_WITH(cuda::act_dequant<128>(q.view<const fp8_e4m3, 2>(), sc.view<const float, 2>(), y.view<float, 2>(),
+                                           stream),
+                    doctest::Contains("K = 100 is not a multiple"));
+}
+
 TEST_CASE("act_quant feeding linear_fp8_native on the device matches the host pipeline") {
   Stream stream;
   const int64_t m = 9, n = 576, k = 1024;

@@ -67,7 +67,43 @@ __global__ void __launch_bounds__(256) act_quant_kernel(const TX* __restrict__ x
   if (lane == 0) xs[row * xs_rs + int64_t(g) * xs_bs] = s;
 }
 
+/// One thread per element: y = code * scale.
+template <int Group>
+__global__ void __launch_bounds__(256) act_dequant_kernel(const uint8_t* __restrict__ xq, int64_t ldq, int64_t rows,
+                                                          int64_t k, const float* __restrict__ xs, int64_t xs_rs,
+                                                          int64_t xs_bs, float* __restrict__ y, int64_t ldy) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= rows * k) return;
+  const int64_t r = i / k, c = i % k;
+  y[r * ldy + c] = float(fp8_e4m3::from_bits(xq[r * ldq + c])) * xs[r * xs_rs + (c / Group) * xs_bs];
+}
+
 }  // namespace detail
+
+template <int Group>
+void act_dequant(View<const fp8_e4m3, 2> xq, View<const float, 2> xs, View<float, 2> y, stream_t stream) {
+  const char* op = "cuda.act_dequant";
+  detail::require_device(xq, op, "xq");
+  detail::require_device(xs, op, "scale");
+  detail::require_device(y, op, "y");
+  detail::require_matrix(xq, op, "xq");
+  detail::require_matrix(y, op, "y");
+  const int64_t rows = xq.shape[0], k = xq.shape[1];
+  R1_CHECK(k % Group == 0, op, "K = ", k, " is not a multiple of the ", Group,
+           "-channel activation quantization group");
+  detail::require_dim(xs, 0, rows, op, "scale", "rows");
+  detail::require_dim(xs, 1, k / Group, op, "scale", "groups");
+  detail::require_dim(y, 0, rows, op, "y", "rows");
+  detail::require_dim(y, 1, k, op, "y", "columns");
+  if (rows == 0 || k == 0) return;
+  constexpr int kThreads = 256;
+  const int64_t blocks = detail::ceil_div(rows * k, kThreads);
+  R1_CHECK(blocks < (int64_t(1) << 31), op, "grid of ", blocks, " blocks is too large");
+  detail::act_dequant_kernel<Group><<<unsigned(blocks), kThreads, 0, stream>>>(
+      reinterpret_cast<const uint8_t*>(xq.data), detail::row_stride(xq), rows, k, xs.data, xs.stride[0],
+      xs.stride[1], y.data, detail::row_stride(y));
+  R1_CUDA_CHECK_LAUNCH();
+}
 
 template <int Group, class TX>
 void act_quant(View<const TX, 2> x, View<fp8_e4m3, 2> xq, View<float, 2> xs, stream_t stream) {
