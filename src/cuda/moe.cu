@@ -59,4 +59,19 @@ void moe_experts_swiglu(View<const bf16, 2> xe, View<const int32_t, 1> offsets, 
   detail::moe_experts_swiglu_fp8_impl(xe, offsets, gate, gate_s, up, up_s, down, down_s, ye, stream, backend);
 }
 
+void moe_experts_swiglu(View<const float, 2> xe, View<const int32_t, 1> offsets, const ExpertWeights<bf16>& gate,
+                        const ExpertWeights<bf16>& up, const ExpertWeights<bf16>& down, View<float, 2> ye,
+                        stream_t stream) {
+  detail::moe_experts_swiglu_f32_impl<bf16>(xe, offsets, gate, nullptr, up, nullptr, down, nullptr, ye, stream, false);
+}
+
+void moe_experts_swiglu(View<const float, 2> xe, View<const int32_t, 1> offsets, const ExpertWeights<fp8_e4m3>& gate,
+                        const ExpertWeights<float>& gate_s, const ExpertWeights<fp8_e4m3>& up,
+                        const ExpertWeights<float>& up_s, const ExpertWeights<fp8_e4m3>& down,
+                        const ExpertWeights<float>& down_s, View<float, 2> ye, stream_t stream,
+                        bool quantize_activations) {
+  detail::moe_experts_swiglu_f32_impl<fp8_e4m3>(xe, offsets, gate, &gate_s, up, &up_s, down, &down_s, ye, stream,
+                                                quantize_activations);
+}
+
 }  // namespace r1::cuda

@@ -20,7 +20,9 @@
 #include "r1/kernels/cuda/act_quant.hpp"
 #include "r1/kernels/cuda/common.cuh"
 #include "r1/kernels/cuda/grouped_gemm.hpp"
+#include "r1/kernels/cuda/linear_f32.hpp"
 #include "r1/kernels/cuda/moe.hpp"
+#include "r1/kernels/cuda/swiglu.hpp"
 
 namespace r1::cuda {
 
@@ -458,6 +460,48 @@ inline void moe_experts_swiglu_fp8_impl(View<const bf16, 2> xe, View<const int32
   act_quant<128, bf16>(g.view<const bf16, 2>(), hq.view<fp8_e4m3, 2>(), hsv, stream);
   grouped_linear_fp8_native<128, 128>(hq.view<const fp8_e4m3, 2>(), hsv.as_const(), offsets, down, down_s, ye,
                                       stream, backend);
+}
+
+/// f32 activations (the precise policy): fp32 grouped GEMMs, silu(gate) * up in fp32. With FP8
+/// weights, `quantize` (native mode) runs the GEMMs on 1 x 128 e4m3 codes of xe and h.
+template <class TW>
+void moe_experts_swiglu_f32_impl(View<const float, 2> xe, View<const int32_t, 1> offsets,
+                                 const ExpertWeights<TW>& gate, const ExpertWeights<float>* gate_s,
+                                 const ExpertWeights<TW>& up, const ExpertWeights<float>* up_s,
+                                 const ExpertWeights<TW>& down, const ExpertWeights<float>* down_s,
+                                 View<float, 2> ye, stream_t stream, bool quantize) {
+  const char* op = "cuda.moe_experts_swiglu";
+  const int64_t rows = xe.shape[0], dim = xe.shape[1], inter = gate.rows;
+  check_swiglu_experts(gate.rows, gate.cols, up.rows, up.cols, down.rows, down.cols, dim, op);
+  require_dim(ye, 0, rows, op, "ye", "rows");
+  require_dim(ye, 1, dim, op, "ye", "columns");
+  if (quantize) {
+    R1_CHECK(dim % 128 == 0 && inter % 128 == 0, op, "dim = ", dim, " and inter = ", inter,
+             " must be multiples of 128 for FP8 activations");
+  }
+  Tensor g = Tensor::empty(DType::f32, {rows, inter}, Space::cuda, stream);  // [R, inter] gate, then h
+  Tensor u = Tensor::empty(DType::f32, {rows, inter}, Space::cuda, stream);  // [R, inter]
+  // y = a . W_e^T for one projection: f32 a against bf16 / exactly dequantized FP8 weights, or
+  // (quantize) a's 1 x 128 e4m3 codes against the FP8 codes.
+  auto gemm = [&](View<const float, 2> a, const ExpertWeights<TW>& w, const ExpertWeights<float>* ws,
+                  View<float, 2> y) {
+    if constexpr (std::is_same_v<TW, bf16>) {
+      grouped_linear_f32(a, offsets, w, y, stream);
+    } else if (!quantize) {
+      grouped_linear_f32(a, offsets, w, *ws, y, stream);
+    } else {
+      const int64_t k = a.shape[1];
+      Tensor q = Tensor::empty(DType::f8_e4m3, {rows, k}, Space::cuda, stream);  // [R, K]
+      Tensor sc = Tensor::empty(DType::f32, {k / 128, rows}, Space::cuda, stream);  // [K / 128, R] MN-major
+      const View<float, 2> sv = mn_major_scales(sc.data_as<float>(), rows, k / 128);  // [R, K / 128]
+      act_quant<128, float>(a, q.view<fp8_e4m3, 2>(), sv, stream);
+      grouped_linear_f32(q.view<const fp8_e4m3, 2>(), sv.as_const(), offsets, w, *ws, y, stream);
+    }
+  };
+  gemm(xe, gate, gate_s, g.view<float, 2>());
+  gemm(xe, up, up_s, u.view<float, 2>());
+  swiglu<float, float, float>(g.view<const float, 2>(), u.view<const float, 2>(), g.view<float, 2>(), stream);
+  gemm(g.view<const float, 2>(), down, down_s, ye);
 }
 
 }  // namespace detail

@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 #include <utility>
 
 #include "r1/core/cuda.hpp"
@@ -79,19 +80,21 @@ void moe_swiglu(View<const bf16, 2> gate, View<const bf16, 2> up, View<bf16, 2> 
 }  // namespace detail
 
 /// The whole routed path: permute, gather, ONE call
-///   expert_fn(View<const bf16, 2> xe /*[R, dim]*/, View<const int32_t, 1> offsets /*[E + 1] device*/,
-///             View<bf16, 2> ye /*[R, dim]*/)
+///   expert_fn(View<const T, 2> xe /*[R, dim]*/, View<const int32_t, 1> offsets /*[E + 1] device*/,
+///             View<T, 2> ye /*[R, dim]*/)
 /// that must write ye's rows [offsets[e], offsets[e + 1]) for every expert e (e.g. grouped GEMMs
-/// over all experts; it must enqueue on `stream`; R = tokens * top_k), then combine. The workspace
-/// (2 R x dim bf16 + 2 R + E + 1 int32) comes from the pool on `stream`.
-/// @param x       [tokens, dim] bf16
+/// over all experts; it must enqueue on `stream`; R = tokens * top_k), then combine. T is the
+/// activation type, bf16 or float. The workspace (2 R x dim T + 2 R + E + 1 int32) comes from the
+/// pool on `stream`.
+/// @param x       [tokens, dim] T
 /// @param ids     [tokens, top_k] int32 (ids outside [0, n_experts) are dropped)
 /// @param weights [tokens, top_k] f32
-/// @param shared  [tokens, dim] bf16, or an empty view ([0, 0])
-/// @param out     [tokens, dim] bf16 or f32
-template <class TO, class ExpertFn>
-void moe_routed(View<const bf16, 2> x, View<const int32_t, 2> ids, View<const float, 2> weights, int n_experts,
-                ExpertFn&& expert_fn, View<const bf16, 2> shared, View<TO, 2> out, stream_t stream) {
+/// @param shared  [tokens, dim] T, or an empty view ([0, 0])
+/// @param out     [tokens, dim] T or f32
+template <class T, class TO, class ExpertFn>
+void moe_routed(View<const T, 2> x, View<const int32_t, 2> ids, View<const float, 2> weights, int n_experts,
+                ExpertFn&& expert_fn, View<const T, 2> shared, View<TO, 2> out, stream_t stream) {
+  static_assert(std::is_same_v<T, bf16> || std::is_same_v<T, float>, "moe_routed: bf16 or f32 activations");
   const char* op = "cuda.moe_routed";
   const int64_t tokens = x.shape[0], dim = x.shape[1], k = ids.shape[1];
   detail::require_dim(ids, 0, tokens, op, "ids", "rows");
@@ -105,18 +108,19 @@ void moe_routed(View<const bf16, 2> x, View<const int32_t, 2> ids, View<const fl
   const int64_t rows = tokens * k;
   detail::require_int32(rows, op, "tokens x top_k");
   if (tokens == 0) return;
+  constexpr DType act = std::is_same_v<T, float> ? DType::f32 : DType::bf16;
   Tensor offsets = Tensor::empty(DType::i32, {int64_t(n_experts) + 1}, Space::cuda, stream);  // [E + 1]
   Tensor pairs = Tensor::empty(DType::i32, {rows}, Space::cuda, stream);                     // [R]
   Tensor row_of = Tensor::empty(DType::i32, {rows}, Space::cuda, stream);                    // [R] inverse
-  Tensor xe = Tensor::empty(DType::bf16, {rows, dim}, Space::cuda, stream);                  // [R, dim]
-  Tensor ye = Tensor::empty(DType::bf16, {rows, dim}, Space::cuda, stream);                  // [R, dim]
+  Tensor xe = Tensor::empty(act, {rows, dim}, Space::cuda, stream);                          // [R, dim]
+  Tensor ye = Tensor::empty(act, {rows, dim}, Space::cuda, stream);                          // [R, dim]
   detail::moe_permute_rows(ids, n_experts, offsets.view<int32_t, 1>(), pairs.view<int32_t, 1>(),
                            row_of.view<int32_t, 1>(), stream);
-  moe_gather<bf16>(x, pairs.view<const int32_t, 1>(), int(k), xe.view<bf16, 2>(), stream);
-  std::forward<ExpertFn>(expert_fn)(xe.view<const bf16, 2>(), offsets.view<const int32_t, 1>(), ye.view<bf16, 2>());
+  moe_gather<T>(x, pairs.view<const int32_t, 1>(), int(k), xe.view<T, 2>(), stream);
+  std::forward<ExpertFn>(expert_fn)(xe.view<const T, 2>(), offsets.view<const int32_t, 1>(), ye.view<T, 2>());
   // Rows past offsets[E] hold dropped pairs; expert_fn never wrote them.
-  detail::moe_combine_rows<bf16, TO>(ye.view<const bf16, 2>(), row_of.view<const int32_t, 1>(),
-                                     offsets.data_as<int32_t>() + n_experts, weights, shared, out, stream);
+  detail::moe_combine_rows<T, TO>(ye.view<const T, 2>(), row_of.view<const int32_t, 1>(),
+                                  offsets.data_as<int32_t>() + n_experts, weights, shared, out, stream);
 }
 
 /// DeepSeek's expert FFN on rows grouped by expert, all experts in one grouped GEMM per projection:
@@ -139,5 +143,24 @@ void moe_experts_swiglu(View<const bf16, 2> xe, View<const int32_t, 1> offsets, 
                         const ExpertWeights<float>& up_s, const ExpertWeights<fp8_e4m3>& down,
                         const ExpertWeights<float>& down_s, View<bf16, 2> ye, stream_t stream,
                         GemmBackend backend = GemmBackend::automatic);
+
+/// The expert FFN with f32 activations (the model's precise policy): the grouped GEMMs of
+/// cuda::grouped_linear_f32 (fp32 FMA), silu(gate) * up in fp32 (cuda::swiglu), ye in f32. bf16
+/// weights; nothing is rounded below fp32 between the GEMMs.
+/// @param xe [R, dim] f32, grouped by expert; @param ye [R, dim] f32
+/// Scratch: 2 R x inter f32 from the pool.
+void moe_experts_swiglu(View<const float, 2> xe, View<const int32_t, 1> offsets, const ExpertWeights<bf16>& gate,
+                        const ExpertWeights<bf16>& up, const ExpertWeights<bf16>& down, View<float, 2> ye,
+                        stream_t stream);
+
+/// The same with FP8 weights and 128 x 128 block scales. quantize_activations = false: the f32
+/// activations meet the exactly dequantized weights (fp8 dequant mode); true: xe and h are quantized
+/// 1 x 128 to e4m3 first (cuda::act_quant<128>) and the GEMMs multiply codes (fp8 native mode; dim
+/// and inter multiples of 128). Scratch: 2 R x inter f32 (+ the e4m3 codes and scales) from the pool.
+void moe_experts_swiglu(View<const float, 2> xe, View<const int32_t, 1> offsets, const ExpertWeights<fp8_e4m3>& gate,
+                        const ExpertWeights<float>& gate_s, const ExpertWeights<fp8_e4m3>& up,
+                        const ExpertWeights<float>& up_s, const ExpertWeights<fp8_e4m3>& down,
+                        const ExpertWeights<float>& down_s, View<float, 2> ye, stream_t stream,
+                        bool quantize_activations);
 
 }  // namespace r1::cuda
