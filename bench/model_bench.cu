@@ -5,7 +5,8 @@
 // median over the timed steps. Rows: model_decode / model_prefill; the bf16 batch-1 graph row
 // compares with tools/peer_baselines.py's "HF transformers tiny-r1 bf16 greedy decode, batch 1 (ms
 // per token)". Work: bytes = every weight on the device read once per step (an upper bound: a
-// token reads only its top-k experts), flops = 2 x active parameters x rows (approximate).
+// token reads only its top-k experts), flops = 2 x active parameters x rows (approximate). Rows
+// ending in /f32 load the model with f32 activations (fp32 GEMMs and attention): its cost.
 #include <algorithm>
 #include <chrono>
 #include <map>
@@ -29,16 +30,18 @@ struct Loaded {
   double weight_bytes = 0;
 };
 
-const Loaded& model_of(const std::string& dir) {
+const Loaded& model_of(const std::string& dir, Activations act = Activations::bf16) {
   static std::map<std::string, Loaded> cache;
-  auto it = cache.find(dir);
+  const std::string key = dir + "/" + activations_name(act);
+  auto it = cache.find(key);
   if (it != cache.end()) return it->second;
   const int64_t before = device_memory_stats().bytes_in_use;
   Loaded l;
-  l.model = std::make_unique<CudaDeepseekV3>(
-      load_deepseek_v3_cuda(std::string(R1_BENCH_DATA_DIR) + "/" + dir, CudaDeepseekV3::LoadOptions{}));
+  CudaDeepseekV3::LoadOptions opt;
+  opt.activations = act;
+  l.model = std::make_unique<CudaDeepseekV3>(load_deepseek_v3_cuda(std::string(R1_BENCH_DATA_DIR) + "/" + dir, opt));
   l.weight_bytes = double(device_memory_stats().bytes_in_use - before);
-  return cache.emplace(dir, std::move(l)).first->second;
+  return cache.emplace(key, std::move(l)).first->second;
 }
 
 double seconds(std::chrono::steady_clock::time_point t0) {
@@ -57,10 +60,12 @@ std::vector<int32_t> prompt_of(int64_t n, int64_t vocab, int64_t salt) {
   return p;
 }
 
-void decode_row(const std::string& dir, int64_t batch, bool graph) {
-  const std::string name = "model_decode/" + dir + "/batch" + std::to_string(batch) + (graph ? "/graph" : "/eager");
+void decode_row(const std::string& dir, int64_t batch, bool graph, Activations act = Activations::bf16) {
+  const bool f32 = act == Activations::f32;
+  const std::string name = "model_decode/" + dir + "/batch" + std::to_string(batch) + (graph ? "/graph" : "/eager") +
+                           (f32 ? "/f32" : "");
   bench::add_row(name, [=](benchmark::State& st) {
-    const Loaded& l = model_of(dir);
+    const Loaded& l = model_of(dir, act);
     const CudaDeepseekV3& m = *l.model;
     const int64_t prompt = 16, warm = 3, timed = 64, vocab = m.config().vocab_size;
     GenerateOptions g;
@@ -82,8 +87,9 @@ void decode_row(const std::string& dir, int64_t batch, bool graph) {
     w.bytes = l.weight_bytes;
     w.flops = 2.0 * l.weight_bytes / 2.0 * double(batch);  // bf16 weights: 2 bytes per parameter
     bench::report(st, s, w,
-                  {"model_decode", dir + " batch " + std::to_string(batch), graph ? "graph" : "eager",
-                   dir == "tiny-r1-bf16" && batch == 1 && graph
+                  {"model_decode", dir + " batch " + std::to_string(batch) + (f32 ? " f32 activations" : ""),
+                   graph ? "graph" : "eager",
+                   dir == "tiny-r1-bf16" && batch == 1 && graph && !f32
                        ? "HF transformers tiny-r1 bf16 greedy decode, batch 1 (ms per token)"
                        : ""});
     st.counters["ms_per_step"] = s * 1e3;
@@ -118,6 +124,7 @@ void register_rows() {
   for (const char* dir : {"tiny-r1-bf16", "tiny-r1-fp8"})
     for (int64_t batch : {1, 8})
       for (bool graph : {true, false}) decode_row(dir, batch, graph);
+  decode_row("tiny-r1-bf16", 1, true, Activations::f32);
   for (const char* dir : {"tiny-r1-bf16", "tiny-r1-fp8"})
     for (int64_t tokens : {128, 1024}) prefill_row(dir, tokens);
 }

@@ -58,9 +58,10 @@ if [[ -n ${R1_SANITIZE:-} ]]; then
   }
   if [[ $R1_SANITIZE == racecheck ]]; then
     # racecheck aborts with "Internal Sanitizer Error: failed to handle a hardware exception" on
-    # some of cuBLASLt's Hopper (nvjet) kernels, even with them excluded. racecheck is for r1's
-    # kernels: 'automatic' GEMMs run r1's own there and the tests' explicit cuBLASLt cases are
-    # skipped (each skip is printed in the log); memcheck still runs cuBLASLt's kernels.
+    # cuBLASLt's Hopper (nvjet) kernels, even with them excluded. racecheck is for r1's kernels:
+    # R1_GEMM_BACKEND=own makes 'automatic' GEMMs and MLA's per-head GEMMs run r1's own, and the
+    # tests' explicit cuBLASLt cases are skipped (each skip is printed in the log); memcheck still
+    # runs cuBLASLt's kernels.
     # (The grouped-GEMM tests check the automatic choice itself, and run no cuBLASLt GEMM.)
     export R1_TEST_SKIP_CUBLASLT=1
   fi

@@ -36,6 +36,7 @@ struct Options {
   int top_k = 0;
   uint64_t seed = 0;
   std::string fp8 = "dequant";
+  std::string activations = "bf16";
   bool mtp = false;
   std::string dump;
   std::string tokenizer;
@@ -194,6 +195,7 @@ int run(const Options& o) {
     if (!o.quiet) std::fprintf(stderr, "r1-generate: loading %s onto the GPU\n", o.model.c_str());
     CudaDeepseekV3::LoadOptions load;
     load.fp8 = fp8;
+    load.activations = o.activations == "f32" ? Activations::f32 : Activations::bf16;
     load.mtp = o.mtp;
     load.progress = progress;
     const CudaDeepseekV3 model = load_deepseek_v3_cuda(o.model, load);
@@ -236,8 +238,13 @@ int main(int argc, char** argv) {
       "  r1-generate --model tests/data/tiny-r1-mtp --prompt-ids 0,5,7 --max-new-tokens 16 --mtp\n"
       "  r1-generate --model DIR --prompt 'What is 1+1?' --temperature 0.6 --top-p 0.95 --seed 1"};
   app.add_option("--model", o.model, "checkpoint directory")->required();
-  app.add_option("--device", o.device, "cpu, or cuda (one GPU: bf16 activations, CUDA-graph decode)")
+  app.add_option("--device", o.device, "cpu, or cuda (one GPU, CUDA-graph decode)")
       ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
+  app.add_option("--activations", o.activations,
+                 "--device cuda: bf16 (tensor-core GEMMs and attention; the fast path) or f32 (every "
+                 "activation and the latent cache in f32, fp32 GEMMs: tracks an fp64 reference, slower)")
+      ->check(CLI::IsMember({"bf16", "f32"}))
       ->capture_default_str();
   auto* p_text = app.add_option("--prompt", o.prompt, "prompt text (needs a tokenizer)");
   auto* p_ids = app.add_option("--prompt-ids", o.prompt_ids, "prompt token ids, comma-separated");
@@ -269,6 +276,9 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  }
+  if (o.device == "cpu" && app.count("--activations") > 0 && !o.quiet) {
+    std::fprintf(stderr, "r1-generate: note: --activations applies to --device cuda; it has no effect on the host model\n");
   }
   if (o.prompt.empty() && o.prompt_ids.empty()) {
     std::fprintf(stderr, "r1-generate: give a prompt: --prompt TEXT or --prompt-ids 0,5,7 (see --help)\n");

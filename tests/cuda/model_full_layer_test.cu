@@ -121,8 +121,16 @@ TensorMap full_weights() {
 // e4m3: the GPU quantizes bf16 activations, the host fp64 ones, so many codes differ by one e4m3
 // step and a token's routing can flip (measured median 0.9988 / 0.9982, worst 0.961): native gets
 // median >= 0.995 and worst >= 0.9, which any real defect (a wrong scale layout, a wrong expert)
-// breaks by far.
-void compare(const std::string& what, const Tensor& got, const Tensor& want, int64_t rows, bool native) {
+// breaks by far. With f32 activations (fp32 GEMMs and attention, every quantizer reading fp32
+// values) the GPU tracks the fp64 host in dequant mode: measured cosine 1.0 (max abs error 3e-6),
+// bound median >= 0.99999, worst >= 0.9999. Native with f32 activations measured prefill median 1.0
+// / worst 0.99928 and decode median 0.99934 / worst 0.99933, bound median >= 0.999, worst >= 0.998:
+// with R1's head dims the f32 native path departs from the host's native model by more than fp32
+// rounding (tiny-v3-fp8-mtp's smaller heads match it to 1.0; docs/model.md, the open item).
+struct Bounds {
+  double median, worst;
+};
+void compare(const std::string& what, const Tensor& got, const Tensor& want, int64_t rows, Bounds b) {
   std::vector<double> cos;
   for (int64_t r = 0; r < rows; ++r) cos.push_back(testing::row_cosine(got, want, r));
   std::vector<double> sorted = cos;
@@ -131,12 +139,12 @@ void compare(const std::string& what, const Tensor& got, const Tensor& want, int
   MESSAGE(what, ": ", rows, " rows, median cosine ", median, ", worst ", worst, ", max abs error ",
           testing::max_abs_diff(got.slice(0, 0, rows), want.slice(0, 0, rows)), " (logits max ",
           testing::max_abs(want), ")");
-  CHECK(median >= (native ? 0.995 : 0.999));
-  CHECK(worst >= (native ? 0.9 : 0.98));
+  CHECK(median >= b.median);
+  CHECK(worst >= b.worst);
 }
 
-void check_mode(const TensorMap& w, const ModelConfig& cfg, quant::Fp8Compute mode) {
-  const std::string name = quant::fp8_compute_name(mode);
+void check_mode(const TensorMap& w, const ModelConfig& cfg, quant::Fp8Compute mode, Activations act) {
+  const std::string name = std::string(quant::fp8_compute_name(mode)) + ", " + activations_name(act) + " activations";
   CAPTURE(name);
   const std::vector<int32_t> prompt = {0, 17, 200, 3, 99, 42};
   GenerateOptions g;
@@ -151,23 +159,29 @@ void check_mode(const TensorMap& w, const ModelConfig& cfg, quant::Fp8Compute mo
   }
   CudaDeepseekV3::LoadOptions co;
   co.fp8 = mode;
+  co.activations = act;
   const CudaDeepseekV3 dm = CudaDeepseekV3::load(w, cfg, co);
   const CudaGenerateResult dev = generate_cuda_batch(dm, {prompt}, g);
   const GenerateResult& d = dev.sequences[0];
   const bool native = mode == quant::Fp8Compute::native;
-  compare("prefill", d.prefill_logits, host.prefill_logits, int64_t(prompt.size()), native);
+  const Bounds b = act == Activations::f32 ? (native ? Bounds{0.999, 0.998} : Bounds{0.99999, 0.9999})
+                  : native                   ? Bounds{0.995, 0.9}
+                                             : Bounds{0.999, 0.98};
+  compare(name + " prefill", d.prefill_logits, host.prefill_logits, int64_t(prompt.size()), b);
   size_t same = 0;
   while (same < d.ids.size() && same < host.ids.size() && d.ids[same] == host.ids[same]) ++same;
   MESSAGE(name, ": ", same - prompt.size(), " of ", g.max_new_tokens, " greedy tokens identical");
   const int64_t steps = std::min<int64_t>(int64_t(same - prompt.size()) + 1, g.max_new_tokens);
-  compare("decode steps (absorbed attention)", d.step_logits, host.step_logits, steps, native);
+  compare(name + " decode steps (absorbed attention)", d.step_logits, host.step_logits, steps, b);
 }
 
 }  // namespace
 
-TEST_CASE("cuda model: a full-width R1 decoder layer matches the host (fp8 dequant and native)") {
+TEST_CASE("cuda model: a full-width R1 decoder layer matches the host (fp8 dequant and native, bf16 and f32)") {
   const TensorMap w = full_weights();
   const ModelConfig cfg = parse_model_config(full_config(), "full-width R1 layer");
-  check_mode(w, cfg, quant::Fp8Compute::dequant);
-  check_mode(w, cfg, quant::Fp8Compute::native);
+  for (Activations act : {Activations::bf16, Activations::f32}) {
+    check_mode(w, cfg, quant::Fp8Compute::dequant, act);
+    check_mode(w, cfg, quant::Fp8Compute::native, act);
+  }
 }

@@ -146,6 +146,12 @@ TEST_CASE("r1-generate fails cleanly on bad checkpoints and arguments") {
       const Run cpu = run("--model " + bf16 + " --prompt-ids 0,5,7 --max-new-tokens 8 --quiet");
       CHECK(cpu.status == 0);
       CHECK(gpu.output == cpu.output);
+      // f32 activations (fp32 GEMMs and attention) on an FP8 checkpoint: the host's greedy ids
+      const std::string mtp = kData + "/tiny-r1-mtp --prompt-ids 0,5,7 --max-new-tokens 8 --quiet";
+      const Run g32 = run("--model " + mtp + " --device cuda --activations f32");
+      const Run c32 = run("--model " + mtp);
+      CHECK(g32.status == 0);
+      CHECK(g32.output == c32.output);
     } else {
       INFO(gpu.output);
       CHECK(gpu.status == 1);
@@ -163,7 +169,7 @@ TEST_CASE("r1-generate fails cleanly on bad checkpoints and arguments") {
   const Run help = run("--help");
   CHECK(help.status == 0);
   for (const char* flag : {"--model", "--prompt-ids", "--max-new-tokens", "--temperature", "--top-p", "--top-k", "--seed",
-                           "--fp8", "--mtp", "--dump-logits", "--device"})
+                           "--fp8", "--mtp", "--dump-logits", "--device", "--activations"})
     CHECK(help.output.find(flag) != std::string::npos);
 }
 

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // CudaDeepseekV3: the DeepSeek-V3/R1 model on one GPU, built once from a checkpoint (any
 // WeightSource) and the same ModelConfig as the host model (models/deepseek_v3.hpp), computing with
-// bf16 activations, an f32 residual stream, f32 router logits and f32 output logits.
+// bf16 activations (or f32 ones: LoadOptions::activations, see Activations), an f32 residual
+// stream, f32 router logits and f32 output logits.
 //
 // One forward runs `batch` sequences with `tokens` new tokens each (rows = batch * tokens):
 //   h = Embedding(ids) (f32); per layer: a = norm(h += pending); o = MLA(a); a = norm(h += o);
@@ -18,7 +19,8 @@
 // or rmsnorm_quant_fp8 straight from the f32 residual where the input is a norm of it). The latent
 // cache holds bf16 rows; in native mode the prefill's kv_b reads the act_quant'ed latent (the
 // oracle's simulation), while the absorbed decode reads the unquantized bf16 latent, as DeepSeek's
-// own absorbed inference code does. Host-only code: kernels run through r1::cuda declarations.
+// own absorbed inference code does. The latent cache holds rows in the activation dtype (bf16 or
+// f32). Host-only code: kernels run through r1::cuda declarations.
 #pragma once
 
 #include "r1/core/config.hpp"
@@ -41,6 +43,7 @@ class CudaDeepseekV3 {
  public:
   struct LoadOptions {
     quant::Fp8Compute fp8 = quant::Fp8Compute::dequant;
+    Activations activations = Activations::bf16;
     bool mtp = false;
     LoadProgress progress;
   };
@@ -63,6 +66,7 @@ class CudaDeepseekV3 {
     m.cfg_ = cfg;
     m.mode_.fp8_checkpoint = cfg.quantization.has_value();
     m.mode_.fp8 = opt.fp8;
+    m.mode_.act = opt.activations;
     const int64_t d = cfg.hidden_size, v = cfg.vocab_size;
     m.embed_ = detail::upload(
         detail::to_host_bf16(load_tensor(src, "model.embed_tokens.weight", {DType::bf16, DType::f32}, Shape{v, d})));
@@ -114,61 +118,51 @@ class CudaDeepseekV3 {
   bool has_mtp() const { return mtp_.has_value(); }
   int64_t cache_width() const { return cfg_.kv_lora_rank + cfg_.qk_rope_head_dim; }
   std::string policy_name() const {
-    if (!mode_.fp8_checkpoint) return "bf16";
-    return mode_.native() ? "fp8 native" : "fp8 dequant";
+    std::string p = !mode_.fp8_checkpoint ? "bf16" : mode_.native() ? "fp8 native" : "fp8 dequant";
+    return p + ", " + activations_name(mode_.act) + " activations";
   }
+  Activations activations() const { return mode_.act; }
+  /// The dtype of activations, of the latent cache and of forward()'s final_hidden.
+  DType activation_dtype() const { return mode_.f32() ? DType::f32 : DType::bf16; }
 
   /// The main model over one batch of new tokens.
-  /// @param pages        per layer [num_pages, page_size, cache_width] bf16 latent cache
+  /// @param pages        per layer [num_pages, page_size, cache_width] latent cache (device,
+  ///                     activation_dtype())
   /// @param logits       [rows, vocab] f32 output
-  /// @param final_hidden if non-empty, [rows, hidden] bf16: the final-normed states (MTP input)
-  void forward(Workspace& ws, const DeviceBatch& b, const std::vector<View<bf16, 3>>& pages, View<float, 2> logits,
-               View<bf16, 2> final_hidden = {}) const {
+  /// @param final_hidden if defined, [rows, hidden] device activation_dtype(): receives the
+  ///                     final-normed states (MTP input)
+  void forward(Workspace& ws, const DeviceBatch& b, const std::vector<Tensor>& pages, View<float, 2> logits,
+               const Tensor& final_hidden = Tensor()) const {
     R1_CHECK(pages.size() == layers_.size(), "model", "got ", pages.size(), " layer caches for ", layers_.size(),
              " layers");
-    const int64_t n = b.rows(), d = cfg_.hidden_size;
+    for (const Tensor& p : pages) check_pages(p);
     check_rows(b, logits, final_hidden);
-    const stream_t s = ws.stream();
-    const LayerContext ctx = context(ws);
-    Tensor h = ws.take(DType::f32, {n, d});  // [rows, hidden] residual stream
-    cuda::embedding(b.ids, embed_.view<const bf16, 2>(), h.view<float, 2>(), s);
-    Tensor pending;  // [rows, hidden] bf16: the last sub-layer output not yet added to h
-    for (size_t l = 0; l < layers_.size(); ++l) pending = layers_[l].forward(ctx, b, h, pending, pages[l]);
-    Tensor hn = final_hidden.data ? Tensor() : ws.take(DType::bf16, {n, d});  // [rows, hidden]
-    const View<bf16, 2> hv = final_hidden.data ? final_hidden : hn.view<bf16, 2>();
-    cuda::add_rmsnorm(h.view<float, 2>(), pending.view<const bf16, 2>(), norm_.view(), norm_.eps, hv, s);
-    cuda::linear<float>(hv.as_const(), lm_head_.w.view<const bf16, 2>(), logits, s);
+    if (mode_.f32()) {
+      forward_t<float>(ws, b, pages, logits, final_hidden);
+    } else {
+      forward_t<bf16>(ws, b, pages, logits, final_hidden);
+    }
   }
 
   /// The MTP module's draft logits for rows whose main-model states are `h` and whose next tokens
   /// are b.ids (positions, slots and lengths index the MTP module's own one-layer cache).
-  /// @param h      [rows, hidden] bf16 final-normed main states
-  /// @param pages  [num_pages, page_size, cache_width] the MTP layer's cache
+  /// @param h      [rows, hidden] device activation_dtype(): final-normed main states
+  /// @param pages  [num_pages, page_size, cache_width] the MTP layer's cache (activation_dtype())
   /// @param logits [rows, vocab] f32
-  void mtp_forward(Workspace& ws, const DeviceBatch& b, View<const bf16, 2> h, View<bf16, 3> pages,
+  void mtp_forward(Workspace& ws, const DeviceBatch& b, const Tensor& h, const Tensor& pages,
                    View<float, 2> logits) const {
     R1_CHECK(mtp_.has_value(), "model", "the MTP module was not loaded (load with MTP enabled)");
-    const DeviceMtp& t = *mtp_;
+    check_rows(b, logits, Tensor());
+    check_pages(pages);
     const int64_t n = b.rows(), d = cfg_.hidden_size;
-    check_rows(b, logits, {});
-    R1_CHECK(h.shape[0] == n && h.shape[1] == d, "mtp", "hidden states are [", h.shape[0], ", ", h.shape[1],
-             "], expected [", n, ", ", d, "]");
-    const stream_t s = ws.stream();
-    const LayerContext ctx = context(ws);
-    Tensor e = ws.take(DType::bf16, {n, d});        // [rows, hidden] embedding of the next tokens
-    Tensor cat = ws.take(DType::bf16, {n, 2 * d});  // [rows, 2 * hidden]: [enorm(e) ; hnorm(h)]
-    cuda::embedding(b.ids, (t.embed.defined() ? t.embed : embed_).view<const bf16, 2>(), e.view<bf16, 2>(), s);
-    auto cv = cat.view<bf16, 2>();
-    cuda::rmsnorm(e.view<const bf16, 2>(), t.enorm.view(), t.enorm.eps, cv.slice(1, 0, d), s);
-    cuda::rmsnorm(h, t.hnorm.view(), t.hnorm.eps, cv.slice(1, d, 2 * d), s);
-    // The block's residual stream starts as eh_proj's output, which the FP8 GEMM writes in bf16.
-    Tensor u = ws.take(DType::bf16, {n, d});  // [rows, hidden]
-    apply_linear(ctx, t.eh_proj, cat.view<const bf16, 2>(), {}, u.view<bf16, 2>());
-    Tensor pending = t.block.forward(ctx, b, u, Tensor(), pages);  // [rows, hidden]
-    Tensor un = ws.take(DType::bf16, {n, d});                       // [rows, hidden]
-    cuda::add_rmsnorm(u.view<bf16, 2>(), pending.view<const bf16, 2>(), t.head_norm.view(), t.head_norm.eps,
-                      un.view<bf16, 2>(), s);
-    cuda::linear<float>(un.view<const bf16, 2>(), t.head.w.view<const bf16, 2>(), logits, s);
+    R1_CHECK(h.defined() && h.space() == Space::cuda && h.dtype() == activation_dtype() && h.rank() == 2 &&
+                 h.size(0) == n && h.size(1) == d,
+             "mtp", "hidden states must be device ", dtype_name(activation_dtype()), " [", n, ", ", d, "]");
+    if (mode_.f32()) {
+      mtp_forward_t<float>(ws, b, h.view<const float, 2>(), pages, logits);
+    } else {
+      mtp_forward_t<bf16>(ws, b, h.view<const bf16, 2>(), pages, logits);
+    }
   }
 
  private:
@@ -178,6 +172,55 @@ class CudaDeepseekV3 {
     DeviceLinear eh_proj, head;
     DeviceDecoderLayer block;
   };
+
+  template <class TA>
+  void forward_t(Workspace& ws, const DeviceBatch& b, const std::vector<Tensor>& pages, View<float, 2> logits,
+                 const Tensor& final_hidden) const {
+    const int64_t n = b.rows(), d = cfg_.hidden_size;
+    const stream_t s = ws.stream();
+    const LayerContext ctx = context(ws);
+    Tensor h = ws.take(DType::f32, {n, d});  // [rows, hidden] residual stream
+    cuda::embedding(b.ids, embed_.view<const bf16, 2>(), h.view<float, 2>(), s);
+    Tensor pending;  // [rows, hidden] TA: the last sub-layer output not yet added to h
+    for (size_t l = 0; l < layers_.size(); ++l) pending = layers_[l].forward(ctx, b, h, pending, pages[l]);
+    const Tensor hn = final_hidden.defined() ? final_hidden : ws.take(act_dtype<TA>, {n, d});  // [rows, hidden]
+    const View<TA, 2> hv = hn.view<TA, 2>();
+    cuda::add_rmsnorm(h.view<float, 2>(), pending.view<const TA, 2>(), norm_.view(), norm_.eps, hv, s);
+    logits_linear<TA>(hv.as_const(), lm_head_.w, logits, s);
+  }
+
+  template <class TA>
+  void mtp_forward_t(Workspace& ws, const DeviceBatch& b, View<const TA, 2> h, const Tensor& pages,
+                     View<float, 2> logits) const {
+    const DeviceMtp& t = *mtp_;
+    const int64_t n = b.rows(), d = cfg_.hidden_size;
+    const stream_t s = ws.stream();
+    const LayerContext ctx = context(ws);
+    constexpr DType act = act_dtype<TA>;
+    Tensor e = ws.take(act, {n, d});        // [rows, hidden] embedding of the next tokens
+    Tensor cat = ws.take(act, {n, 2 * d});  // [rows, 2 * hidden]: [enorm(e) ; hnorm(h)]
+    cuda::embedding(b.ids, (t.embed.defined() ? t.embed : embed_).view<const bf16, 2>(), e.view<TA, 2>(), s);
+    auto cv = cat.view<TA, 2>();
+    cuda::rmsnorm(e.view<const TA, 2>(), t.enorm.view(), t.enorm.eps, cv.slice(1, 0, d), s);
+    cuda::rmsnorm(h, t.hnorm.view(), t.hnorm.eps, cv.slice(1, d, 2 * d), s);
+    // The block's residual stream starts as eh_proj's output, which the GEMM writes in the
+    // activation dtype (bf16, or f32).
+    Tensor u = ws.take(act, {n, d});  // [rows, hidden]
+    apply_linear<TA>(ctx, t.eh_proj, cat.view<const TA, 2>(), {}, u.view<TA, 2>());
+    Tensor pending = t.block.forward(ctx, b, u, Tensor(), pages);  // [rows, hidden]
+    Tensor un = ws.take(act, {n, d});                               // [rows, hidden]
+    cuda::add_rmsnorm(u.view<TA, 2>(), pending.view<const TA, 2>(), t.head_norm.view(), t.head_norm.eps,
+                      un.view<TA, 2>(), s);
+    logits_linear<TA>(un.view<const TA, 2>(), t.head.w, logits, s);
+  }
+
+  void check_pages(const Tensor& p) const {
+    R1_CHECK(p.defined() && p.space() == Space::cuda && p.dtype() == activation_dtype() && p.rank() == 3 &&
+                 p.size(2) == cache_width(),
+             "model", "a latent cache must be device ", dtype_name(activation_dtype()),
+             " [pages, page_size, ", cache_width(), "] (the model's activation dtype), got ",
+             p.defined() ? dtype_name(p.dtype()) : "none");
+  }
 
   LayerContext context(Workspace& ws) const {
     LayerContext c;
@@ -189,7 +232,7 @@ class CudaDeepseekV3 {
     c.native = mode_.native();
     return c;
   }
-  void check_rows(const DeviceBatch& b, View<float, 2> logits, View<bf16, 2> hidden) const {
+  void check_rows(const DeviceBatch& b, View<float, 2> logits, const Tensor& hidden) const {
     const int64_t n = b.rows();
     R1_CHECK(n > 0, "model", "forward needs at least one token");
     R1_CHECK(b.ids.shape[0] == n && b.positions.shape[0] == n && b.slots.shape[0] == n &&
@@ -200,8 +243,9 @@ class CudaDeepseekV3 {
     R1_CHECK(b.start < 0 || b.batch == 1, "model", "a host-known start (expanded attention) needs one sequence");
     R1_CHECK(logits.shape[0] == n && logits.shape[1] == cfg_.vocab_size, "model", "logits are [", logits.shape[0],
              ", ", logits.shape[1], "], expected [", n, ", ", cfg_.vocab_size, "]");
-    R1_CHECK(!hidden.data || (hidden.shape[0] == n && hidden.shape[1] == cfg_.hidden_size), "model",
-             "final_hidden is [", hidden.shape[0], ", ", hidden.shape[1], "], expected [", n, ", ",
+    R1_CHECK(!hidden.defined() || (hidden.space() == Space::cuda && hidden.dtype() == activation_dtype() &&
+                                   hidden.rank() == 2 && hidden.size(0) == n && hidden.size(1) == cfg_.hidden_size),
+             "model", "final_hidden must be device ", dtype_name(activation_dtype()), " [", n, ", ",
              cfg_.hidden_size, "]");
   }
 

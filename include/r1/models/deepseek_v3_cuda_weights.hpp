@@ -3,10 +3,12 @@
 // io::Checkpoint, or a TensorMap) under the published tensor names, with the same dtype and shape
 // checks (and error messages) as the host layers' loaders.
 //
-// Storage on the device, per the FP8 mode the user chose:
+// Storage on the device, per the FP8 mode and activation precision the user chose:
 //   BF16 checkpoint            bf16 weights
-//   FP8, Fp8Compute::dequant   weights dequantized on the host (code * scale in fp32, rounded to
-//                              bf16) and uploaded as bf16: DeepSeek's default gemm_impl = "bf16"
+//   FP8, Fp8Compute::dequant   bf16 activations: weights dequantized on the host (code * scale in
+//                              fp32, rounded to bf16) and uploaded as bf16: DeepSeek's default
+//                              gemm_impl = "bf16". f32 activations: e4m3 codes + f32 scales, which
+//                              the fp32 GEMMs (cuda::linear_f32) dequantize exactly as they read them
 //   FP8, Fp8Compute::native    e4m3 codes + f32 weight_scale_inv, for act_quant + the block-scaled
 //                              FP8 GEMM; every such K must be a multiple of 128 (same error as the
 //                              host path)
@@ -26,11 +28,25 @@
 
 namespace r1 {
 
+/// The device model's activation precision.
+///  - bf16: activations (GEMM inputs and outputs, attention, the latent cache) in bf16, tensor-core
+///    GEMMs and attention kernels; the residual stream, router logits and output logits in f32.
+///    The fast path, for real models.
+///  - f32: every activation and the latent cache in f32, every GEMM and the attention in fp32 FMA
+///    (cuda::linear_f32, the attention's generic kernels): tracks an fp64 reference to fp32
+///    rounding, for checking a checkpoint or a variant against one (the oracle fixtures). Several
+///    times slower and twice the cache memory.
+enum class Activations { bf16, f32 };
+
+inline const char* activations_name(Activations a) { return a == Activations::f32 ? "f32" : "bf16"; }
+
 /// How the device model stores and computes linear layers.
 struct DeviceWeightMode {
   bool fp8_checkpoint = false;                         ///< config has quantization_config
   quant::Fp8Compute fp8 = quant::Fp8Compute::dequant;  ///< for FP8 checkpoints
+  Activations act = Activations::bf16;
   bool native() const { return fp8_checkpoint && fp8 == quant::Fp8Compute::native; }
+  bool f32() const { return act == Activations::f32; }
 };
 
 namespace detail {
@@ -59,6 +75,15 @@ inline Tensor dequant_to_bf16(const Tensor& wq, const Tensor& ws) {
   return out;
 }
 
+/// FP8 [N, K] codes and their scale grid dequantized to a host f32 [N, K] (exact: a code has 4
+/// significant bits).
+inline Tensor dequant_to_f32(const Tensor& wq, const Tensor& ws) {
+  const Tensor q = wq.contiguous(), s = ws.contiguous();               // [N, K] e4m3, scale grid
+  Tensor out = Tensor::empty(DType::f32, {wq.size(0), wq.size(1)});  // [N, K]
+  ref::dequant_fp8_block<128, 128>(q.view<const fp8_e4m3, 2>(), s.view<const float, 2>(), out.view<float, 2>());
+  return out;
+}
+
 /// A host float (f32 or bf16) tensor converted to host f32.
 inline Tensor to_host_f32(const Tensor& t) { return host_f32_copy(t); }
 
@@ -75,17 +100,22 @@ inline Tensor to_host_bf16(const Tensor& t) {
 /// A bias-free linear layer on the device: y = x . W^T.
 struct DeviceLinear {
   std::string name;
-  Tensor w;   ///< [out, in] bf16, or e4m3 when native()
-  Tensor ws;  ///< [ceil(out/128), in/128] f32 weight_scale_inv (native only)
+  Tensor w;   ///< [out, in] bf16, or e4m3 when fp8()
+  Tensor ws;  ///< [ceil(out/128), ceil(in/128)] f32 weight_scale_inv (fp8() only)
+  bool quantize_input = false;  ///< FP8 native: the input is quantized 1 x 128 to e4m3
 
   bool defined() const { return w.defined(); }
-  bool native() const { return ws.defined(); }
+  /// Stored as e4m3 codes + block scales (FP8 native, or FP8 dequant with f32 activations).
+  bool fp8() const { return ws.defined(); }
+  /// FP8 native compute: act_quant'ed input times the codes.
+  bool native() const { return quantize_input; }
   int64_t out() const { return w.size(0); }
   int64_t in() const { return w.size(1); }
 
   /// The host tensors a layer's device storage is made of: `<prefix>.weight` [out, in] as the
-  /// device keeps it (bf16, or e4m3 in native mode) and its weight_scale_inv (native only,
-  /// undefined otherwise); `wq`/`wsc` are the FP8 codes and scales when stored as FP8.
+  /// device keeps it (bf16, or e4m3 in native mode and with f32 activations) and its
+  /// weight_scale_inv (e4m3 only, undefined otherwise); `wq`/`wsc` are the FP8 codes and scales
+  /// when the checkpoint stores the tensor as FP8.
   struct HostParts {
     Tensor w, ws;    // device layout: [out, in] bf16 or e4m3; [ceil(out/128), in/128] f32
     Tensor wq, wsc;  // FP8 storage as read: [out, in] e4m3, scale grid f32 (undefined for bf16)
@@ -110,6 +140,9 @@ struct DeviceLinear {
                "DeepSeek's act_quant); use fp8 dequant mode for this checkpoint");
       h.w = h.wq;
       h.ws = h.wsc;
+    } else if (mode.f32()) {
+      h.w = h.wq;  // dequantized exactly inside the fp32 GEMM
+      h.ws = h.wsc;
     } else {
       h.w = detail::dequant_to_bf16(h.wq, h.wsc);  // [out, in]
     }
@@ -117,19 +150,25 @@ struct DeviceLinear {
   }
 
   /// Loads `<prefix>.weight` [out, in] (and its weight_scale_inv when stored as FP8).
-  /// `bf16_copy`, when given, also receives the weight as bf16 [out, in] on the device (MLA's kv_b
-  /// for the absorbed form): the layer's own w when it is bf16, else dequantized from the codes
-  /// already read, so the checkpoint tensor is read once.
+  /// `dense_copy`, when given, also receives the weight as a plain [out, in] matrix in the
+  /// activation dtype on the device (MLA's kv_b for the absorbed form): bf16 (the layer's own w when
+  /// it is bf16, else dequantized from the codes already read, so the checkpoint tensor is read
+  /// once), or f32 with f32 activations (exact).
   template <WeightSource S>
   static DeviceLinear load(const S& src, const std::string& prefix, int64_t out, int64_t in,
-                           const DeviceWeightMode& mode, Tensor* bf16_copy = nullptr) {
+                           const DeviceWeightMode& mode, Tensor* dense_copy = nullptr) {
     const HostParts h = host_parts(src, prefix, out, in, mode);
     DeviceLinear l;
     l.name = prefix;
     l.w = detail::upload(h.w);
     if (h.ws.defined()) l.ws = detail::upload(h.ws);
-    if (bf16_copy) {
-      *bf16_copy = l.w.dtype() == DType::bf16 ? l.w : detail::upload(detail::dequant_to_bf16(h.wq, h.wsc));
+    l.quantize_input = mode.native() && h.ws.defined();
+    if (dense_copy) {
+      if (mode.f32()) {
+        *dense_copy = detail::upload(h.wq.defined() ? detail::dequant_to_f32(h.wq, h.wsc) : detail::to_host_f32(h.w));
+      } else {
+        *dense_copy = l.w.dtype() == DType::bf16 ? l.w : detail::upload(detail::dequant_to_bf16(h.wq, h.wsc));
+      }
     }
     return l;
   }
@@ -153,9 +192,11 @@ struct DeviceNorm {
 /// Routed experts of one MoE layer, stacked per projection.
 struct DeviceExperts {
   int64_t count = 0, dim = 0, width = 0;
-  bool native = false;
+  bool native = false;             ///< FP8 native: inputs quantized 1 x 128
   Tensor gate, up, down;           ///< [E, width, dim], [E, width, dim], [E, dim, width]: bf16 or e4m3
-  Tensor gate_s, up_s, down_s;     ///< native: [E, ceil(width/128), dim/128], ..., [E, ceil(dim/128), width/128] f32
+  Tensor gate_s, up_s, down_s;     ///< e4m3 only: [E, ceil(width/128), ceil(dim/128)], ..., [E, ceil(dim/128), ceil(width/128)] f32
+
+  bool fp8() const { return gate.dtype() == DType::f8_e4m3; }
 
   template <WeightSource S>
   static DeviceExperts load(const S& src, const std::string& prefix, int64_t n, int64_t dim, int64_t width,
@@ -224,7 +265,7 @@ struct DeviceMla {
   DeviceNorm q_norm;
   DeviceLinear kv_a, kv_b, o;
   DeviceNorm kv_norm;
-  Tensor kv_b_bf16;  ///< [heads * (nope + v), kv_lora] bf16: W_UK / W_UV for the absorbed form
+  Tensor kv_b_dense;  ///< [heads * (nope + v), kv_lora] bf16 or f32 (the activation dtype): W_UK / W_UV for the absorbed form
 
   template <WeightSource S>
   static DeviceMla load(const S& src, const std::string& p, const ModelConfig& c, const DeviceWeightMode& mode) {
@@ -241,7 +282,7 @@ struct DeviceMla {
     m.kv_a = DeviceLinear::load(src, p + ".kv_a_proj_with_mqa", c.kv_lora_rank + c.qk_rope_head_dim, d, mode);
     m.kv_norm = DeviceNorm::load(src, p + ".kv_a_layernorm", c.kv_lora_rank, eps);
     const int64_t kvb_out = h * (c.qk_nope_head_dim + c.v_head_dim);
-    m.kv_b = DeviceLinear::load(src, p + ".kv_b_proj", kvb_out, c.kv_lora_rank, mode, &m.kv_b_bf16);
+    m.kv_b = DeviceLinear::load(src, p + ".kv_b_proj", kvb_out, c.kv_lora_rank, mode, &m.kv_b_dense);
     m.o = DeviceLinear::load(src, p + ".o_proj", d, h * c.v_head_dim, mode);
     return m;
   }

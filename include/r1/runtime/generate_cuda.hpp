@@ -56,7 +56,8 @@ class CudaDecoder {
   CudaDecoder(const CudaDeepseekV3& model, int64_t batch, int64_t max_tokens, int64_t max_prompt,
               const GenerateOptions& opt, const CudaRunOptions& run = {})
       : model_(model), opt_(opt), run_(run), batch_(batch), ws_(stream_.get()),
-        cache_(model.num_layers(), model.cache_width(), batch, max_tokens, opt.page_size, stream_.get()),
+        cache_(model.num_layers(), model.cache_width(), batch, max_tokens, opt.page_size, model.activation_dtype(),
+               stream_.get()),
         prefill_in_(max_prompt, 1, stream_.get()), decode_in_(2 * batch, batch, stream_.get()),
         sampler_(opt.sampling, opt.seed, stream_.get()), ids_(size_t(batch), 0) {
     ref::validate(opt.sampling);
@@ -80,7 +81,8 @@ class CudaDecoder {
 
   /// Prefills sequence b (which must be empty) and chooses its first token.
   /// @param logits if set, receives the prompt's logits, host F32 [prompt, vocab]
-  /// @param hidden if set, receives the final-normed states, device bf16 [prompt, hidden] (MTP)
+  /// @param hidden if set, receives the final-normed states, device [prompt, hidden] in the
+  ///               model's activation dtype (MTP)
   int32_t prefill(int64_t b, const std::vector<int32_t>& prompt, Tensor* logits = nullptr, Tensor* hidden = nullptr) {
     const int64_t t = int64_t(prompt.size()), vocab = model_.config().vocab_size;
     R1_CHECK(b >= 0 && b < batch_ && cache_.length(b) == 0, "generate", "sequence ", b, " is not an empty slot");
@@ -99,8 +101,10 @@ class CudaDecoder {
     const DeviceBatch db = prefill_in_.upload(1, t, cache_.block_tables().slice(0, b, b + 1), 0);
     ws_.reset();
     Tensor lg = ws_.take(DType::f32, {t, vocab});  // [prompt, vocab]
-    if (hidden) *hidden = Tensor::empty(DType::bf16, {t, model_.config().hidden_size}, Space::cuda, stream());
-    model_.forward(ws_, db, cache_.pages(), lg.view<float, 2>(), hidden ? hidden->view<bf16, 2>() : View<bf16, 2>{});
+    if (hidden) {
+      *hidden = Tensor::empty(model_.activation_dtype(), {t, model_.config().hidden_size}, Space::cuda, stream());
+    }
+    model_.forward(ws_, db, cache_.pages(), lg.view<float, 2>(), hidden ? *hidden : Tensor());
     cache_.set_length(b, t);
     auto dev_ids = decode_in_.device_ids();  // [2 * batch]
     sampler_.choose_first(lg.view<const float, 2>().slice(0, t - 1, t), dev_ids.slice(0, b, b + 1), b);

@@ -21,33 +21,34 @@ class MtpRunner {
  public:
   MtpRunner(const CudaDeepseekV3& m, int64_t max_tokens, int64_t max_rows, int64_t page_size)
       : m_(m), ws_(stream_.get()),
-        main_(m.num_layers(), m.cache_width(), 1, max_tokens, page_size, stream_.get()),
-        mtp_(1, m.cache_width(), 1, max_tokens, page_size, stream_.get()), in_(max_rows, 1, stream_.get()) {}
+        main_(m.num_layers(), m.cache_width(), 1, max_tokens, page_size, m.activation_dtype(), stream_.get()),
+        mtp_(1, m.cache_width(), 1, max_tokens, page_size, m.activation_dtype(), stream_.get()),
+        in_(max_rows, 1, stream_.get()) {}
 
   DeviceLatentCache& main_cache() { return main_; }
   DeviceLatentCache& mtp_cache() { return mtp_; }
 
   /// The main model over `ids` at the end of its cache. Returns host F32 logits [T, vocab]; sets
-  /// `hidden` to the device bf16 final-normed states [T, hidden].
+  /// `hidden` to the device final-normed states [T, hidden] (the model's activation dtype).
   Tensor main(const std::vector<int32_t>& ids, Tensor& hidden) {
     const DeviceBatch b = upload(ids, main_);
     const int64_t t = int64_t(ids.size());
     ws_.reset();
     Tensor lg = ws_.take(DType::f32, {t, m_.config().vocab_size});  // [T, vocab]
-    hidden = Tensor::empty(DType::bf16, {t, m_.config().hidden_size}, Space::cuda, stream_.get());  // [T, hidden]
-    m_.forward(ws_, b, main_.pages(), lg.view<float, 2>(), hidden.view<bf16, 2>());
+    hidden = Tensor::empty(m_.activation_dtype(), {t, m_.config().hidden_size}, Space::cuda, stream_.get());  // [T, hidden]
+    m_.forward(ws_, b, main_.pages(), lg.view<float, 2>(), hidden);
     main_.set_length(0, main_.length(0) + t);
     return lg.to(Space::host, stream_.get());  // synchronizes
   }
 
-  /// The MTP module over rows h [T, hidden] (device bf16) with their next tokens; returns the
+  /// The MTP module over rows h [T, hidden] (device, activation dtype) with their next tokens; returns the
   /// greedy draft from the last row.
   int32_t draft(const Tensor& h, const std::vector<int32_t>& next) {
     const DeviceBatch b = upload(next, mtp_);
     const int64_t t = int64_t(next.size());
     ws_.reset();
     Tensor lg = ws_.take(DType::f32, {t, m_.config().vocab_size});  // [T, vocab]
-    m_.mtp_forward(ws_, b, h.view<const bf16, 2>(), mtp_.pages(0), lg.view<float, 2>());
+    m_.mtp_forward(ws_, b, h, mtp_.pages(0), lg.view<float, 2>());
     mtp_.set_length(0, mtp_.length(0) + t);
     const Tensor last = lg.slice(0, t - 1, t).to(Space::host, stream_.get());  // [1, vocab], synchronizes
     return ref::argmax(last.view<const float, 2>().select(0, 0));
@@ -91,7 +92,7 @@ inline GenerateResult generate_cuda_mtp(const CudaDeepseekV3& model, const std::
   TokenSink sink(opt, res);
 
   auto t0 = std::chrono::steady_clock::now();
-  Tensor hidden;                                  // [tokens, hidden] device bf16
+  Tensor hidden;                                  // [tokens, hidden] device, activation dtype
   const Tensor logits = run.main(prompt, hidden);  // [prompt, vocab] host F32
   res.stats.prefill_seconds = seconds_since(t0);
   if (opt.record_logits) res.prefill_logits = logits;

@@ -2,7 +2,8 @@
 // The paged latent cache on the device for a batch of sequences, and the per-forward token inputs
 // (ids, positions, slots, lengths) that the CUDA model reads from device memory.
 //
-// DeviceLatentCache: per layer one bf16 pool [batch * blocks, page_size, kv_lora + rope] in
+// DeviceLatentCache: per layer one pool [batch * blocks, page_size, kv_lora + rope] (bf16, or f32
+// for a model with f32 activations: CudaDeepseekV3::activation_dtype()) in
 // FlashMLA's layout, and one device block table [batch, blocks]. Each sequence reserves the pages
 // for its whole capacity when the cache is built (sequence b owns pages b * blocks .. (b + 1) *
 // blocks - 1): a decode step captured in a CUDA graph reads the block tables at fixed addresses, so
@@ -36,8 +37,12 @@ class DeviceLatentCache {
   /// @param width      row width (kv_lora_rank + qk_rope_head_dim)
   /// @param batch      sequences
   /// @param max_tokens capacity of each sequence
-  DeviceLatentCache(int layers, int64_t width, int64_t batch, int64_t max_tokens, int64_t page_size, stream_t stream)
+  /// @param dtype      row dtype: the model's activation dtype (bf16 or f32)
+  DeviceLatentCache(int layers, int64_t width, int64_t batch, int64_t max_tokens, int64_t page_size, DType dtype,
+                    stream_t stream)
       : batch_(batch), page_size_(page_size) {
+    R1_CHECK(dtype == DType::bf16 || dtype == DType::f32, "kv_cache", "rows of ", dtype_name(dtype),
+             " (bf16 or f32 expected)");
     R1_CHECK(layers > 0 && width > 0 && batch > 0 && max_tokens > 0 && page_size > 0, "kv_cache", "layers (", layers,
              "), width (", width, "), batch (", batch, "), max_tokens (", max_tokens, ") and page_size (", page_size,
              ") must be positive");
@@ -45,7 +50,7 @@ class DeviceLatentCache {
     R1_CHECK(batch * blocks_ * page_size < (int64_t(1) << 31), "kv_cache", "batch ", batch, " x ", max_tokens,
              " tokens exceeds the 32-bit slot numbering");
     for (int l = 0; l < layers; ++l)
-      pools_.push_back(Tensor::zeros(DType::bf16, {batch * blocks_, page_size, width}, Space::cuda, stream));
+      pools_.push_back(Tensor::zeros(dtype, {batch * blocks_, page_size, width}, Space::cuda, stream));
     std::vector<int32_t> table(size_t(batch * blocks_));  // [batch, blocks]
     for (size_t i = 0; i < table.size(); ++i) table[i] = int32_t(i);
     tables_ = Tensor::from_vector(table, {batch, blocks_}).to(Space::cuda, stream);
@@ -68,18 +73,15 @@ class DeviceLatentCache {
     R1_CHECK(pos >= 0 && pos < capacity(), "kv_cache", "position ", pos, " outside the capacity ", capacity());
     return int32_t((b * blocks_ + pos / page_size_) * page_size_ + pos % page_size_);
   }
-  std::vector<View<bf16, 3>> pages() const {
-    std::vector<View<bf16, 3>> v;
-    for (const Tensor& p : pools_) v.push_back(p.view<bf16, 3>());
-    return v;
-  }
-  View<bf16, 3> pages(int layer) const { return pools_[size_t(layer)].view<bf16, 3>(); }
+  /// Per layer [batch * blocks, page_size, width] on the device.
+  const std::vector<Tensor>& pages() const { return pools_; }
+  const Tensor& pages(int layer) const { return pools_[size_t(layer)]; }
   /// [batch, blocks] int32 on the device.
   View<const int32_t, 2> block_tables() const { return tables_.view<const int32_t, 2>(); }
 
  private:
   int64_t batch_ = 0, page_size_ = 64, blocks_ = 0;
-  std::vector<Tensor> pools_;     // per layer [batch * blocks, page_size, width] bf16
+  std::vector<Tensor> pools_;     // per layer [batch * blocks, page_size, width] bf16 or f32
   Tensor tables_;                 // [batch, blocks] int32, device
   std::vector<int64_t> lengths_;  // [batch] host
 };
