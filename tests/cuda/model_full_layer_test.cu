@@ -125,8 +125,8 @@ TensorMap full_weights() {
 // values) the GPU tracks the fp64 host in dequant mode: measured cosine 1.0 (max abs error 3e-6),
 // bound median >= 0.99999, worst >= 0.9999. Native with f32 activations measured prefill median 1.0
 // / worst 0.99928 and decode median 0.99934 / worst 0.99933, bound median >= 0.999, worst >= 0.998:
-// with R1's head dims the f32 native path departs from the host's native model by more than fp32
-// rounding (tiny-v3-fp8-mtp's smaller heads match it to 1.0; docs/model.md, the open item).
+// fp32 arithmetic resolves e4m3 rounding ties differently from the host's fp64 and the flipped
+// codes cascade (docs/model.md, "FP8 native with f32 activations", the open item).
 struct Bounds {
   double median, worst;
 };

@@ -214,10 +214,12 @@ void check_fixture_f32(const std::string& dir) {
 // kv_b's dequantized input codes (the simulation's decode semantics). Measured on an H100:
 // tiny-v3-fp8-mtp within the known tie's 0.99938 and all 16 greedy ids the simulation's;
 // tiny-r1-mtp median 0.998, worst 0.985, 5 of 16 ids: one dense layer already differs from the
-// host's native model (median cosine 0.99989, the host matching the simulation to 6e-6), and the
-// difference is not a rounding tie (docs/model.md, "FP8 native with f32 activations"). The issue's
-// bound (0.9999 on tiny-r1-mtp) is therefore reported with WARN; the CHECKs hold what was measured
-// with margin, so a regression (a wrong scale layout, an unquantized input) still fails them.
+// host's native model (median cosine 0.99989, the host matching the simulation to 6e-6), because
+// the first layer's input holds exact e4m3 rounding ties that fp64 resolves to even and fp32 does
+// not, and the flipped code cascades (docs/model.md, "FP8 native with f32 activations";
+// scripts/analysis/fp8_native_fp32_sensitivity.py reproduces it without a GPU). The issue's bound
+// (0.9999 on tiny-r1-mtp) is therefore reported with WARN; the CHECKs hold what was measured with
+// margin, so a regression (a wrong scale layout, an unquantized input) still fails them.
 void check_native_f32(const std::string& dir, double min_cosine, double check_median, double check_worst,
                       size_t check_ids) {
   CAPTURE(dir);
