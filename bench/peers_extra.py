@@ -45,6 +45,21 @@ H, V = 7168, 129280
 
 
 @section
+def fp32_gemm():
+    # An fp32 reference path in PyTorch: fp32 activations times the weight upcast to fp32, TF32 off
+    # (the peer of bench/linear_f32_bench.cu; the upcast weight is made once, outside the timing).
+    torch.backends.cuda.matmul.allow_tf32 = False
+    for n, k in [(2112, 7168), (7168, 16384), (7168, 2048), (129280, 7168)]:
+        w = torch.randn(n, k, device=dev, dtype=torch.bfloat16).float()
+        for m in [1, 8, 64]:
+            x = torch.randn(m, k, device=dev, dtype=torch.float32)
+            row(f"fp32 gemm m{m} n{n} k{k}", bench(lambda: x @ w.T), flops=2 * m * n * k,
+                bytes_=4 * (m * k + n * k + m * n))
+        del w
+        torch.cuda.empty_cache()
+
+
+@section
 def add_rmsnorm():
     # The residual add + RMSNorm between sublayers (bf16 residual stream, as most PyTorch ports).
     for T in [1, 64, 4096]:
