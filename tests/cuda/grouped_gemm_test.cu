@@ -28,25 +28,6 @@ namespace {
 
 constexpr double kTol = 4e-3, kTolMax = 8e-3;
 
-/// A device array of per-expert pointers into a stacked tensor, in a shuffled order: expert e uses
-/// stacked slot perm[e], so a kernel that ignored the table would read the wrong weights.
-struct PointerTable {
-  Tensor table;  // [E] device pointers
-  std::vector<int64_t> perm;
-  PointerTable(const Tensor& stacked_dev, int64_t experts, int64_t per_expert_bytes, uint64_t seed, stream_t stream)
-      : perm(size_t(experts)) {
-    std::iota(perm.begin(), perm.end(), int64_t(0));
-    for (int64_t i = experts - 1; i > 0; --i) std::swap(perm[size_t(i)], perm[size_t(mix(seed + uint64_t(i)) % uint64_t(i + 1))]);
-    std::vector<int64_t> ptrs(size_t(experts), 0);
-    const int64_t base = int64_t(reinterpret_cast<uintptr_t>(stacked_dev.data()));
-    for (size_t e = 0; e < ptrs.size(); ++e) ptrs[e] = base + perm[e] * per_expert_bytes;
-    table = Tensor::from_vector(ptrs, {experts}).to(Space::cuda, stream);
-  }
-  template <class T>
-  const T* const* ptr() const {
-    return reinterpret_cast<const T* const*>(table.data());
-  }
-};
 
 void run_bf16(int64_t experts, int64_t rows, int64_t n, int64_t k, Route route, bool pointers, GemmBackend backend,
               Stream& stream) {

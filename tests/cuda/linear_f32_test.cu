@@ -218,25 +218,6 @@ int64_t touched_rows(const Tensor& host, int64_t lo, int64_t hi) {
   return n;
 }
 
-/// A device array of per-expert pointers into a stacked device tensor, shuffled: expert e uses
-/// slot perm[e], so a kernel that ignored the table would read the wrong weights.
-struct PointerTable {
-  Tensor table;  // [E] device pointers
-  std::vector<int64_t> perm;
-  PointerTable(const Tensor& stacked_dev, int64_t experts, int64_t per_expert_bytes, uint64_t seed, stream_t stream)
-      : perm(size_t(experts)) {
-    std::iota(perm.begin(), perm.end(), int64_t(0));
-    for (int64_t i = experts - 1; i > 0; --i) std::swap(perm[size_t(i)], perm[size_t(mix(seed + uint64_t(i)) % uint64_t(i + 1))]);
-    std::vector<int64_t> ptrs(size_t(experts), 0);
-    const int64_t base = int64_t(reinterpret_cast<uintptr_t>(stacked_dev.data()));
-    for (size_t e = 0; e < ptrs.size(); ++e) ptrs[e] = base + perm[e] * per_expert_bytes;
-    table = Tensor::from_vector(ptrs, {experts}).to(Space::cuda, stream);
-  }
-  template <class T>
-  const T* const* ptr() const {
-    return reinterpret_cast<const T* const*>(table.data());
-  }
-};
 
 /// Expert weights on the device as one stacked tensor or as a shuffled pointer table.
 struct DevExperts {

@@ -78,23 +78,33 @@ __global__ void __launch_bounds__(256) act_dequant_kernel(const uint8_t* __restr
   y[r * ldy + c] = float(fp8_e4m3::from_bits(xq[r * ldq + c])) * xs[r * xs_rs + (c / Group) * xs_bs];
 }
 
+/// The arguments act_quant and act_dequant share: a plain [rows, K] matrix (act_quant's input x,
+/// act_dequant's output y), its e4m3 codes [rows, K] and its scales [rows, K / Group], all on the
+/// device, unit-stride rows for the matrices; K % Group == 0.
+template <int Group, class TP, class TQ, class TS>
+void check_act_quant_args(const View<TP, 2>& plain, const char* plain_name, const View<TQ, 2>& xq,
+                          const View<TS, 2>& xs, const char* op) {
+  require_device(plain, op, plain_name);
+  require_device(xq, op, "xq");
+  require_device(xs, op, "scale");
+  require_matrix(plain, op, plain_name);
+  require_matrix(xq, op, "xq");
+  const int64_t rows = plain.shape[0], k = plain.shape[1];
+  R1_CHECK(k % Group == 0, op, "K = ", k, " is not a multiple of the ", Group,
+           "-channel activation quantization group");
+  require_dim(xq, 0, rows, op, "xq", "rows");
+  require_dim(xq, 1, k, op, "xq", "columns");
+  require_dim(xs, 0, rows, op, "scale", "rows");
+  require_dim(xs, 1, k / Group, op, "scale", "groups");
+}
+
 }  // namespace detail
 
 template <int Group>
 void act_dequant(View<const fp8_e4m3, 2> xq, View<const float, 2> xs, View<float, 2> y, stream_t stream) {
   const char* op = "cuda.act_dequant";
-  detail::require_device(xq, op, "xq");
-  detail::require_device(xs, op, "scale");
-  detail::require_device(y, op, "y");
-  detail::require_matrix(xq, op, "xq");
-  detail::require_matrix(y, op, "y");
-  const int64_t rows = xq.shape[0], k = xq.shape[1];
-  R1_CHECK(k % Group == 0, op, "K = ", k, " is not a multiple of the ", Group,
-           "-channel activation quantization group");
-  detail::require_dim(xs, 0, rows, op, "scale", "rows");
-  detail::require_dim(xs, 1, k / Group, op, "scale", "groups");
-  detail::require_dim(y, 0, rows, op, "y", "rows");
-  detail::require_dim(y, 1, k, op, "y", "columns");
+  detail::check_act_quant_args<Group>(y, "y", xq, xs, op);
+  const int64_t rows = y.shape[0], k = y.shape[1];
   if (rows == 0 || k == 0) return;
   constexpr int kThreads = 256;
   const int64_t blocks = detail::ceil_div(rows * k, kThreads);
@@ -110,18 +120,8 @@ void act_quant(View<const TX, 2> x, View<fp8_e4m3, 2> xq, View<float, 2> xs, str
   static_assert(Group % 32 == 0 && Group > 0, "act_quant: one warp per group needs Group % 32 == 0");
   static_assert(std::is_same_v<TX, bf16> || std::is_same_v<TX, float>, "act_quant: x is bf16 or f32");
   const char* op = "cuda.act_quant";
-  detail::require_device(x, op, "x");
-  detail::require_device(xq, op, "xq");
-  detail::require_device(xs, op, "scale");
-  detail::require_matrix(x, op, "x");
-  detail::require_matrix(xq, op, "xq");
+  detail::check_act_quant_args<Group>(x, "x", xq, xs, op);
   const int64_t rows = x.shape[0], k = x.shape[1];
-  R1_CHECK(k % Group == 0, op, "K = ", k, " is not a multiple of the ", Group,
-           "-channel activation quantization group");
-  detail::require_dim(xq, 0, rows, op, "xq", "rows");
-  detail::require_dim(xq, 1, k, op, "xq", "columns");
-  detail::require_dim(xs, 0, rows, op, "scale", "rows");
-  detail::require_dim(xs, 1, k / Group, op, "scale", "groups");
   detail::require_int32(k / Group, op, "groups per row");
   if (rows == 0 || k == 0) return;
   const int groups = int(k / Group);

@@ -17,7 +17,7 @@
 
 namespace r1::cuda::detail {
 
-inline constexpr int64_t kMaxExperts = 1024;
+inline constexpr int64_t kMaxExperts = kGroupedMaxExperts;
 
 /// Checks an expert table against the expected [experts, rows, cols] and, for a stacked tensor,
 /// the 16-byte alignment cp.async needs.
@@ -41,14 +41,6 @@ void check_experts_aligned(const ExpertWeights<T>& w, const char* op, const char
                   (!w.data || (aligned_to(w.data, 16) && (w.expert_stride * es) % 16 == 0));
   R1_CHECK(ok, op, name, " rows must start on 16-byte boundaries (row stride ", w.row_stride,
            ", expert stride ", w.expert_stride, ")");
-}
-
-inline void check_offsets(const View<const int32_t, 1>& offsets, const char* op) {
-  require_device(offsets, op, "offsets");
-  R1_CHECK(offsets.shape[0] >= 2, op, "offsets has ", offsets.shape[0], " entries; it needs experts + 1 >= 2");
-  R1_CHECK(offsets.stride[0] == 1, op, "offsets must be contiguous (stride ", offsets.stride[0], ")");
-  R1_CHECK(offsets.shape[0] - 1 <= kMaxExperts, op, offsets.shape[0] - 1, " experts exceed the supported ",
-           kMaxExperts);
 }
 
 /// True when a grouped call runs on the Hopper wgmma kernel: `backend` (automatic resolved by the
@@ -87,7 +79,7 @@ inline void grouped_linear_impl(View<const bf16, 2> x, View<const int32_t, 1> of
   require_device(y, op, "y");
   require_matrix(x, op, "x");
   require_matrix(y, op, "y");
-  check_offsets(offsets, op);
+  check_grouped_offsets(offsets, op);
   const int64_t rows = x.shape[0], k = x.shape[1], n = y.shape[1], experts = offsets.shape[0] - 1;
   require_dim(y, 0, rows, op, "y", "rows");
   check_experts(w, experts, n, k, op, "expert weights");
@@ -131,7 +123,7 @@ inline void grouped_linear_fp8_native_impl(View<const fp8_e4m3, 2> xq, View<cons
   const char* op = "cuda.grouped_linear_fp8_native";
   R1_CHECK(backend != GemmBackend::cublaslt, op, "there is no ", gemm_backend_name(backend),
            " grouped-GEMM policy (use own, own_sm80, own_wgmma or automatic)");
-  check_offsets(offsets, op);
+  check_grouped_offsets(offsets, op);
   const int64_t rows = xq.shape[0], k = xq.shape[1], n = y.shape[1], experts = offsets.shape[0] - 1;
   check_fp8_activations(xq, xs, y, n, op);
   check_experts(wq, experts, n, k, op, "expert weights");

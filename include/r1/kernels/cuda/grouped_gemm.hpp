@@ -17,10 +17,25 @@
 #include "r1/core/cuda.hpp"
 #include "r1/core/dtype.hpp"
 #include "r1/core/error.hpp"
+#include "r1/kernels/cuda/common.hpp"
 #include "r1/kernels/cuda/gemm_policy.hpp"
 #include "r1/tensor/view.hpp"
 
 namespace r1::cuda {
+
+/// Most experts a grouped GEMM takes (the kernels stage the offsets in shared memory).
+inline constexpr int64_t kGroupedMaxExperts = 1024;
+
+namespace detail {
+/// The offsets argument of a grouped GEMM: device, contiguous, [E + 1] with 1 <= E <= 1024.
+inline void check_grouped_offsets(const View<const int32_t, 1>& offsets, const char* op) {
+  require_device(offsets, op, "offsets");
+  R1_CHECK(offsets.shape[0] >= 2, op, "offsets has ", offsets.shape[0], " entries; it needs experts + 1 >= 2");
+  R1_CHECK(offsets.stride[0] == 1, op, "offsets must be contiguous (stride ", offsets.stride[0], ")");
+  R1_CHECK(offsets.shape[0] - 1 <= kGroupedMaxExperts, op, offsets.shape[0] - 1, " experts exceed the supported ",
+           kGroupedMaxExperts);
+}
+}  // namespace detail
 
 /// The [rows, cols] matrices of E experts (weights, or FP8 weight scales), in device memory.
 template <class T>

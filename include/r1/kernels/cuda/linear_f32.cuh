@@ -47,7 +47,7 @@ inline constexpr int kRows = 8;                 // rows of a warp's tile
 inline constexpr int kCols = 4;                 // columns of a warp's tile
 inline constexpr int kVec = 4;                  // consecutive K elements per lane per step
 inline constexpr int kChunk = 32 * kVec;        // K elements per warp step
-inline constexpr int kMaxExperts = 1024;        // as cuda::grouped_linear
+inline constexpr int kMaxExperts = int(kGroupedMaxExperts);  // offsets staged in shared memory
 inline constexpr int kMaxGridY = 65535;
 static_assert(kRows * kCols == 32, "the reduce-scatter leaves one tile element per lane");
 static_assert(kChunk == 128, "a warp step must cover exactly one 128-wide scale block");
@@ -369,14 +369,6 @@ inline void check_quantized(const View<const fp8_e4m3, 2>& xq, const View<const 
   require_dim(xs, 1, k / 128, op, "x scale", "groups");
 }
 
-inline void check_offsets(const View<const int32_t, 1>& offsets, const char* op) {
-  require_device(offsets, op, "offsets");
-  R1_CHECK(offsets.shape[0] >= 2, op, "offsets has ", offsets.shape[0], " entries; it needs experts + 1 >= 2");
-  R1_CHECK(offsets.stride[0] == 1, op, "offsets must be contiguous (stride ", offsets.stride[0], ")");
-  R1_CHECK(offsets.shape[0] - 1 <= kMaxExperts, op, offsets.shape[0] - 1, " experts exceed the supported ",
-           kMaxExperts);
-}
-
 /// An expert table against the expected [experts, rows, cols].
 template <class T>
 void check_experts(const ExpertWeights<T>& w, int64_t experts, int64_t rows, int64_t cols, const char* op,
@@ -407,7 +399,7 @@ template <class TX>
 void check_grouped(const View<const TX, 2>& x, const View<const int32_t, 1>& offsets, const View<float, 2>& y,
                    const char* op, const char* x_name) {
   check_matrix(x, op, x_name);
-  check_offsets(offsets, op);
+  check_grouped_offsets(offsets, op);
   check_output(y, x.shape[0], y.shape[1], x.shape[1], op);
 }
 

@@ -34,7 +34,7 @@
 namespace r1::cuda {
 
 /// Largest number of experts moe_permute supports (the grouped GEMMs' limit).
-inline constexpr int kMoeMaxExperts = 1024;
+inline constexpr int kMoeMaxExperts = int(kGroupedMaxExperts);
 
 /// Groups the (token, slot) pairs by expert, stably (ascending pair index within an expert).
 /// One kernel launch, no scratch.
