@@ -275,7 +275,9 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // CLI11 prints the message (or --help) and names its own error codes; r1-generate documents 2
+    // for every command-line syntax error (0 for --help).
+    return app.exit(e) == 0 ? 0 : 2;
   }
   if (o.device == "cpu" && app.count("--activations") > 0 && !o.quiet) {
     std::fprintf(stderr, "r1-generate: note: --activations applies to --device cuda; it has no effect on the host model\n");

@@ -166,6 +166,12 @@ TEST_CASE("r1-generate fails cleanly on bad checkpoints and arguments") {
   fails_with("--model " + bf16, "give a prompt");
   fs::remove_all(broken);
 
+  // command-line syntax errors exit with 2, as --help says (a bad choice, an unknown flag)
+  for (const std::string bad : {"--activations f16", "--device gpu", "--bogus"}) {
+    const Run r = run("--model " + bf16 + " --prompt-ids 0,5 " + bad);
+    INFO(bad, ": ", r.output);
+    CHECK(r.status == 2);
+  }
   const Run help = run("--help");
   CHECK(help.status == 0);
   for (const char* flag : {"--model", "--prompt-ids", "--max-new-tokens", "--temperature", "--top-p", "--top-k", "--seed",
