@@ -11,6 +11,9 @@
 #   R1_SANITIZE_TEST_ARGS  extra arguments for each test executable under the sanitizer, e.g.
 #                  "-tc='linear: R1 projection*'" (doctest's test-case filter) to bisect a report
 #   R1_SANITIZE_TOOL_ARGS  extra compute-sanitizer arguments, e.g. "--kernel-name kns=gemm_mma"
+#   R1_SANITIZE_PER_CASE   regex: the GPU tests whose doctest cases each run as a sanitizer process of
+#                  their own (in the same job pool, each with R1_SANITIZE_TIMEOUT), e.g. cuda_model
+#                  (its cases take minutes each under racecheck; one process for all would time out)
 #
 # Dependencies must already be installed (the GPU machines have them; elsewhere run setup.sh). The
 # PCRE2 differential test of the tokenizer is not built here (R1_TEST_PCRE2=OFF): the GPU machines'
@@ -35,9 +38,13 @@ if [[ -n ${R1_SANITIZE:-} ]]; then
   # out-of-memory case (an allocation failure the sanitizer would report) out of the run.
   logs=${R1_SANITIZE_LOGS:-$build/sanitize}
   mkdir -p "$logs"
+  # One job: "test" or "test<TAB>n<TAB>case pattern" (one doctest case of a split test).
   run_one() {
-    local t=$1 exe
+    local t case_no="" pattern="" exe name log
+    IFS=$'\t' read -r t case_no pattern <<<"$1"
     exe=$(find "$build/tests" -type f -name "$t" -perm -u+x | head -1)
+    name=$t${case_no:+ case $case_no}
+    log=$logs/$t${case_no:+.case$case_no}.$R1_SANITIZE.log
     # racecheck reports hazards inside cuBLASLt's own Hopper kernels (nvjet_*: TMA/mbarrier
     # synchronization it does not model); those are NVIDIA's code, so racecheck skips them.
     local skip=() envs=()
@@ -46,16 +53,32 @@ if [[ -n ${R1_SANITIZE:-} ]]; then
     local targs=() sargs=()
     eval "targs=(${R1_SANITIZE_TEST_ARGS:-})"
     eval "sargs=(${R1_SANITIZE_TOOL_ARGS:-})"
+    [[ -n $pattern ]] && targs+=("--test-case=$pattern")
     if env "${envs[@]}" timeout "${R1_SANITIZE_TIMEOUT:-500}" compute-sanitizer --tool "$R1_SANITIZE" "${skip[@]}" \
         "${sargs[@]}" --error-exitcode 99 "$exe" --test-case-exclude='*impossible allocation*' "${targs[@]}" \
-        >"$logs/$t.$R1_SANITIZE.log" 2>&1; then
-      echo "clean   $R1_SANITIZE $t"
+        >"$log" 2>&1; then
+      echo "clean   $R1_SANITIZE $name${pattern:+ ($pattern)}"
     else
-      echo "FAILED  $R1_SANITIZE $t (exit $?; log $logs/$t.$R1_SANITIZE.log)"
-      grep -E "ERROR SUMMARY|Invalid|Race|Error" "$logs/$t.$R1_SANITIZE.log" | head -5 | sed 's/^/        /'
+      echo "FAILED  $R1_SANITIZE $name${pattern:+ ($pattern)} (exit $?; log $log)"
+      grep -E "ERROR SUMMARY|Invalid|Race|Error" "$log" | head -5 | sed 's/^/        /'
       return 1
     fi
   }
+  # The job list: one line per test, or per doctest case of the tests R1_SANITIZE_PER_CASE names.
+  # doctest splits a -tc filter at commas, so a case name's commas become '?' (any one character).
+  jobs=()
+  for t in "${tests[@]}"; do
+    if [[ -n ${R1_SANITIZE_PER_CASE:-} && $t =~ $R1_SANITIZE_PER_CASE ]]; then
+      exe=$(find "$build/tests" -type f -name "$t" -perm -u+x | head -1)
+      n=0
+      while IFS= read -r c; do
+        n=$((n + 1))
+        jobs+=("$t"$'\t'"$n"$'\t'"${c//,/?}")
+      done < <("$exe" --list-test-cases --no-version 2>/dev/null | sed -n '/^====/,/^====/p' | grep -v '^====')
+    else
+      jobs+=("$t")
+    fi
+  done
   if [[ $R1_SANITIZE == racecheck ]]; then
     # racecheck aborts with "Internal Sanitizer Error: failed to handle a hardware exception" on
     # cuBLASLt's Hopper (nvjet) kernels, even with them excluded. racecheck is for r1's kernels:
@@ -67,7 +90,7 @@ if [[ -n ${R1_SANITIZE:-} ]]; then
   fi
   export -f run_one
   export build logs R1_SANITIZE R1_SANITIZE_TEST_ARGS R1_SANITIZE_TOOL_ARGS
-  printf '%s\n' "${tests[@]}" | xargs -P "${R1_SANITIZE_JOBS:-4}" -I{} bash -c 'run_one {}'
+  printf '%s\n' "${jobs[@]}" | xargs -d '\n' -P "${R1_SANITIZE_JOBS:-4}" -I{} bash -c 'run_one "$1"' _ {}
   exit $?
 fi
 ctest --test-dir "$build" -L gpu -R "${R1_GPU_TESTS:-.}" --output-on-failure "$@"
