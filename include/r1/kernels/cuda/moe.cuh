@@ -481,27 +481,40 @@ void moe_experts_swiglu_f32_impl(View<const float, 2> xe, View<const int32_t, 1>
   }
   Tensor g = Tensor::empty(DType::f32, {rows, inter}, Space::cuda, stream);  // [R, inter] gate, then h
   Tensor u = Tensor::empty(DType::f32, {rows, inter}, Space::cuda, stream);  // [R, inter]
-  // y = a . W_e^T for one projection: f32 a against bf16 / exactly dequantized FP8 weights, or
-  // (quantize) a's 1 x 128 e4m3 codes against the FP8 codes.
-  auto gemm = [&](View<const float, 2> a, const ExpertWeights<TW>& w, const ExpertWeights<float>* ws,
-                  View<float, 2> y) {
-    if constexpr (std::is_same_v<TW, bf16>) {
-      grouped_linear_f32(a, offsets, w, y, stream);
-    } else if (!quantize) {
-      grouped_linear_f32(a, offsets, w, *ws, y, stream);
-    } else {
+  // A projection's input: the f32 activations and, when quantizing, their 1 x 128 e4m3 codes and
+  // MN-major scales, made once per input (gate and up share xe's).
+  struct Input {
+    View<const float, 2> x;  // [R, K]
+    Tensor q, s;             // [R, K] e4m3, [K / 128, R] f32 (quantize only)
+    View<float, 2> sv;       // [R, K / 128] view of s
+  };
+  auto input = [&](View<const float, 2> a) {
+    Input in{a, Tensor(), Tensor(), View<float, 2>{}};
+    if (quantize) {
       const int64_t k = a.shape[1];
-      Tensor q = Tensor::empty(DType::f8_e4m3, {rows, k}, Space::cuda, stream);  // [R, K]
-      Tensor sc = Tensor::empty(DType::f32, {k / 128, rows}, Space::cuda, stream);  // [K / 128, R] MN-major
-      const View<float, 2> sv = mn_major_scales(sc.data_as<float>(), rows, k / 128);  // [R, K / 128]
-      act_quant<128, float>(a, q.view<fp8_e4m3, 2>(), sv, stream);
-      grouped_linear_f32(q.view<const fp8_e4m3, 2>(), sv.as_const(), offsets, w, *ws, y, stream);
+      in.q = Tensor::empty(DType::f8_e4m3, {rows, k}, Space::cuda, stream);
+      in.s = Tensor::empty(DType::f32, {k / 128, rows}, Space::cuda, stream);
+      in.sv = mn_major_scales(in.s.data_as<float>(), rows, k / 128);
+      act_quant<128, float>(a, in.q.view<fp8_e4m3, 2>(), in.sv, stream);
+    }
+    return in;
+  };
+  // y = a . W_e^T: f32 a against bf16 / exactly dequantized FP8 weights, or a's codes against the
+  // FP8 codes.
+  auto gemm = [&](const Input& a, const ExpertWeights<TW>& w, const ExpertWeights<float>* ws, View<float, 2> y) {
+    if constexpr (std::is_same_v<TW, bf16>) {
+      grouped_linear_f32(a.x, offsets, w, y, stream);
+    } else if (!quantize) {
+      grouped_linear_f32(a.x, offsets, w, *ws, y, stream);
+    } else {
+      grouped_linear_f32(a.q.view<const fp8_e4m3, 2>(), a.sv.as_const(), offsets, w, *ws, y, stream);
     }
   };
-  gemm(xe, gate, gate_s, g.view<float, 2>());
-  gemm(xe, up, up_s, u.view<float, 2>());
+  const Input x_in = input(xe);
+  gemm(x_in, gate, gate_s, g.view<float, 2>());
+  gemm(x_in, up, up_s, u.view<float, 2>());
   swiglu<float, float, float>(g.view<const float, 2>(), u.view<const float, 2>(), g.view<float, 2>(), stream);
-  gemm(g.view<const float, 2>(), down, down_s, ye);
+  gemm(input(g.view<const float, 2>()), down, down_s, ye);
 }
 
 }  // namespace detail
