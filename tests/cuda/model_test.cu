@@ -362,6 +362,34 @@ TEST_CASE("cuda model: errors name what is wrong") {
   CHECK_THROWS_WITH(generate_cuda(model, std::vector<int32_t>{0, 5}, g), doctest::Contains("needs the MTP module"));
 }
 
+TEST_CASE("cuda model: caches and hidden states in another dtype than the activations are errors") {
+  Stream stream;
+  CHECK_THROWS_WITH(DeviceLatentCache(2, 144, 1, 16, 64, DType::f64, stream),
+                    doctest::Contains("rows of F64 (bf16 or f32 expected)"));
+  const CudaDeepseekV3 model = load_cuda("tiny-r1-bf16", quant::Fp8Compute::dequant, false, Activations::f32);
+  REQUIRE(model.activation_dtype() == DType::f32);
+  // a bf16 cache (what a bf16 model uses) given to the f32 model
+  DeviceLatentCache cache(model.num_layers(), model.cache_width(), 1, 16, 64, DType::bf16, stream);
+  StepInputs in(4, 1, stream);
+  for (int32_t i = 0; i < 3; ++i) {
+    in.host_ids()[i] = i;
+    in.host_positions()[i] = i;
+    in.host_slots()[i] = cache.slot(0, i);
+  }
+  in.host_seq_lens()[0] = 3;
+  const DeviceBatch b = in.upload(1, 3, cache.block_tables(), 0);
+  Workspace ws(stream);
+  Tensor logits = Tensor::empty(DType::f32, {3, model.config().vocab_size}, Space::cuda, stream);  // [3, vocab]
+  CHECK_THROWS_WITH(model.forward(ws, b, cache.pages(), logits.view<float, 2>()),
+                    doctest::Contains("a latent cache must be device F32"));
+  // final hidden states of the wrong dtype
+  DeviceLatentCache f32_cache(model.num_layers(), model.cache_width(), 1, 16, 64, DType::f32, stream);
+  Tensor hidden = Tensor::empty(DType::bf16, {3, model.config().hidden_size}, Space::cuda, stream);  // [3, hidden]
+  CHECK_THROWS_WITH(model.forward(ws, b, f32_cache.pages(), logits.view<float, 2>(), hidden),
+                    doctest::Contains("final_hidden must be device F32"));
+  stream.sync();
+}
+
 namespace {
 /// Per-position cosine of prefill logits against the oracle, as one line (for diagnosis).
 std::string cosine_line(const Tensor& got, const Tensor& want, int64_t rows) {

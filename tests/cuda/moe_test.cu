@@ -217,6 +217,105 @@ void run_routed(int64_t tokens, int64_t k, int experts, int64_t dim, int64_t int
   CHECK(c.rel_norm <= (fp8 ? 2e-2 : 1e-2));
 }
 
+/// The f32 expert FFN of the f32 activation policy in fp64 (x and every intermediate unrounded; FP8
+/// weights dequantized as code * scale in fp32, as the kernels do). `quantize`: x and h quantized
+/// 1 x 128 (fp8 native), from the f64 values (the kernels quantize their fp32 ones).
+struct RefExpertsF32 {
+  const Proj *gate, *up, *down;
+  bool fp8, quantize;
+  Tensor dense(const Proj& p, int e) const {  // [n, k] f32
+    const int64_t n = p.w.size(1), k = p.w.size(2);
+    Tensor w = Tensor::empty(DType::f32, {n, k});
+    if (fp8) {
+      ref::dequant_fp8_block<128, 128>(p.w.view<const fp8_e4m3, 3>().select(0, e), p.s.view<const float, 3>().select(0, e),
+                                       w.view<float, 2>());
+    } else {
+      for (int64_t i = 0; i < n * k; ++i) w.data_as<float>()[i] = float(p.w.data_as<bf16>()[e * n * k + i]);
+    }
+    return w;
+  }
+  void operator()(int e, View<const double, 2> x, View<double, 2> y) const {
+    const int64_t rows = x.shape[0], dim = x.shape[1], inter = gate->w.size(1);
+    std::vector<double> xin(size_t(rows * dim)), g(size_t(rows * inter)), u(size_t(rows * inter));
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t i = 0; i < dim; ++i) xin[size_t(r * dim + i)] = x(r, i);
+    auto fake_quant = [&](std::vector<double>& v, int64_t k) {  // act_quant + act_dequant in fp64
+      if (!quantize) return;
+      const int64_t n = int64_t(v.size()) / k;
+      Tensor q = Tensor::empty(DType::f8_e4m3, {n, k}), sc = Tensor::empty(DType::f64, {n, k / 128});
+      auto vv = make_view<2>(v.data(), {n, k});
+      ref::act_quant<128>(vv.as_const(), q.view<fp8_e4m3, 2>(), sc.view<double, 2>());
+      ref::act_dequant<128>(q.view<const fp8_e4m3, 2>(), sc.view<const double, 2>(), vv);
+    };
+    fake_quant(xin, dim);
+    const Tensor wg = dense(*gate, e), wu = dense(*up, e), wdn = dense(*down, e);
+    ref::linear(make_view<2>(xin.data(), {rows, dim}).as_const(), wg.view<const float, 2>(),
+                make_view<2>(g.data(), {rows, inter}));
+    ref::linear(make_view<2>(xin.data(), {rows, dim}).as_const(), wu.view<const float, 2>(),
+                make_view<2>(u.data(), {rows, inter}));
+    ref::swiglu(make_view<2>(g.data(), {rows, inter}).as_const(), make_view<2>(u.data(), {rows, inter}).as_const(),
+                make_view<2>(g.data(), {rows, inter}));
+    fake_quant(g, inter);
+    ref::linear(make_view<2>(g.data(), {rows, inter}).as_const(), wdn.view<const float, 2>(), y);
+  }
+};
+
+/// moe_routed<float> + the f32 moe_experts_swiglu (bf16 weights, FP8 dequant, FP8 native) against
+/// ref::moe_routed with RefExpertsF32; f32 output, `drop` slots as in run_routed.
+void run_routed_f32(int64_t tokens, int64_t k, int experts, int64_t dim, int64_t inter, bool fp8, bool quantize,
+                    bool with_shared, int drop, Stream& stream) {
+  const uint64_t seed = case_seed(uint64_t(tokens), uint64_t(experts), uint64_t(dim * 5 + inter), 70 + uint64_t(fp8));
+  Tensor ids = make_ids(tokens, k, experts, Route::random, seed);
+  Tensor w = random_uniform<float>({tokens, k}, seed + 1);
+  Tensor x = random_uniform<float>({tokens, dim}, seed + 2, 2.0f);
+  Tensor sh = with_shared ? random_uniform<float>({tokens, dim}, seed + 3) : Tensor::empty(DType::f32, {0, 0});
+  Proj gate = make_proj(experts, inter, dim, fp8, seed + 10, stream);
+  Proj up = make_proj(experts, inter, dim, fp8, seed + 20, stream);
+  Proj down = make_proj(experts, dim, inter, fp8, seed + 30, stream);
+  Tensor ids_dev_host = Tensor::empty(DType::i32, {tokens, k});
+  std::memcpy(ids_dev_host.data(), ids.data(), ids.nbytes());
+  for (int d = 0; d < drop && d < tokens * k; ++d) {
+    const int64_t i = int64_t(mix(seed + 99 + uint64_t(d)) % uint64_t(tokens * k));
+    ids_dev_host.data_as<int32_t>()[i] = d % 2 ? -1 : experts + d;
+    w.data_as<float>()[i] = 0.0f;
+  }
+  std::vector<double> ref_out(static_cast<size_t>(tokens * dim));
+  auto refv = make_view<2>(ref_out.data(), {tokens, dim});  // [tokens, dim]
+  const RefExpertsF32 rx{&gate, &up, &down, fp8, quantize};
+  std::vector<double> x64(x.data_as<float>(), x.data_as<float>() + tokens * dim);  // the ref computes in fp64
+  ref::moe_routed(make_view<2>(x64.data(), {tokens, dim}).as_const(), ids.view<const int32_t, 2>(),
+                  w.view<const float, 2>(), experts, rx, sh.view<const float, 2>(), refv);
+
+  Tensor xd = x.to(Space::cuda, stream), idd = ids_dev_host.to(Space::cuda, stream), wd = w.to(Space::cuda, stream);
+  Tensor sd = with_shared ? sh.to(Space::cuda, stream) : Tensor::empty(DType::f32, {0, 0}, Space::cuda, stream);
+  Tensor out = Tensor::empty(DType::f32, {tokens, dim}, Space::cuda, stream);
+  poison(out, stream);
+  auto expert_fn = [&](View<const float, 2> xe, View<const int32_t, 1> offsets, View<float, 2> ye) {
+    if (fp8) {
+      cuda::moe_experts_swiglu(xe, offsets, cuda::ExpertWeights<fp8_e4m3>::stacked(gate.wd.view<const fp8_e4m3, 3>()),
+                               cuda::ExpertWeights<float>::stacked(gate.sd.view<const float, 3>()),
+                               cuda::ExpertWeights<fp8_e4m3>::stacked(up.wd.view<const fp8_e4m3, 3>()),
+                               cuda::ExpertWeights<float>::stacked(up.sd.view<const float, 3>()),
+                               cuda::ExpertWeights<fp8_e4m3>::stacked(down.wd.view<const fp8_e4m3, 3>()),
+                               cuda::ExpertWeights<float>::stacked(down.sd.view<const float, 3>()), ye, stream, quantize);
+    } else {
+      cuda::moe_experts_swiglu(xe, offsets, cuda::ExpertWeights<bf16>::stacked(gate.wd.view<const bf16, 3>()),
+                               cuda::ExpertWeights<bf16>::stacked(up.wd.view<const bf16, 3>()),
+                               cuda::ExpertWeights<bf16>::stacked(down.wd.view<const bf16, 3>()), ye, stream);
+    }
+  };
+  cuda::moe_routed<float>(xd.view<const float, 2>(), idd.view<const int32_t, 2>(), wd.view<const float, 2>(), experts,
+                          expert_fn, sd.view<const float, 2>(), out.view<float, 2>(), stream);
+  Tensor oh = out.to(Space::host, stream);
+  const Compare c = compare<float>(oh.view<const float, 2>(), refv.as_const());
+  INFO("routed f32 ", fp8 ? (quantize ? "fp8 native" : "fp8 dequant") : "bf16 weights", " T=", tokens, " k=", k,
+       " E=", experts, " dim=", dim, " inter=", inter, " shared=", with_shared, " dropped=", drop, ": ", c.str());
+  CHECK(c.nonfinite == 0);
+  // Unquantized: fp32 sums against fp64 (a bf16 rounding anywhere would give ~4e-3). Native: an
+  // e4m3 code of x or h can land one step apart where fp32 and fp64 straddle a rounding boundary.
+  CHECK(c.rel_norm <= (quantize ? 2e-3 : 2e-5));
+}
+
 }  // namespace
 
 TEST_CASE("moe_permute: stable grouping equal to the ref") {
@@ -315,6 +414,17 @@ TEST_CASE("moe_routed + moe_experts_swiglu against ref::moe_routed (small dims)"
   run_routed(127, 8, 64, 384, 256, true, true, 0, stream);
   run_routed(33, 4, 16, 256, 128, false, true, 7, stream);  // dropped slots
   run_routed(33, 4, 16, 256, 128, true, false, 7, stream);
+}
+
+TEST_CASE("moe_routed + moe_experts_swiglu with f32 activations (bf16, FP8 dequant, FP8 native)") {
+  Stream stream;
+  for (int64_t t : {1, 2, 7, 129}) {
+    run_routed_f32(t, 4, 8, 256, 128, false, false, t % 2 == 1, 0, stream);
+    run_routed_f32(t, 4, 8, 256, 128, true, false, t % 2 == 0, 0, stream);
+    run_routed_f32(t, 4, 8, 256, 128, true, true, t % 2 == 1, 0, stream);
+  }
+  run_routed_f32(33, 4, 16, 256, 128, true, true, true, 7, stream);  // dropped slots
+  run_routed_f32(5, 8, 16, 7168, 256, true, true, true, 0, stream);  // R1's hidden size
 }
 
 TEST_CASE("moe_routed + moe_experts_swiglu at R1's dims") {
