@@ -183,7 +183,7 @@ class CudaDeepseekV3 {
     cuda::embedding(b.ids, embed_.view<const bf16, 2>(), h.view<float, 2>(), s);
     Tensor pending;  // [rows, hidden] TA: the last sub-layer output not yet added to h
     for (size_t l = 0; l < layers_.size(); ++l) pending = layers_[l].forward(ctx, b, h, pending, pages[l]);
-    const Tensor hn = final_hidden.defined() ? final_hidden : ws.take(act_dtype<TA>, {n, d});  // [rows, hidden]
+    const Tensor hn = final_hidden.defined() ? final_hidden : ws.take(dtype_v<TA>, {n, d});  // [rows, hidden]
     const View<TA, 2> hv = hn.view<TA, 2>();
     cuda::add_rmsnorm(h.view<float, 2>(), pending.view<const TA, 2>(), norm_.view(), norm_.eps, hv, s);
     logits_linear<TA>(hv.as_const(), lm_head_.w, logits, s);
@@ -196,7 +196,7 @@ class CudaDeepseekV3 {
     const int64_t n = b.rows(), d = cfg_.hidden_size;
     const stream_t s = ws.stream();
     const LayerContext ctx = context(ws);
-    constexpr DType act = act_dtype<TA>;
+    constexpr DType act = dtype_v<TA>;
     Tensor e = ws.take(act, {n, d});        // [rows, hidden] embedding of the next tokens
     Tensor cat = ws.take(act, {n, 2 * d});  // [rows, 2 * hidden]: [enorm(e) ; hnorm(h)]
     cuda::embedding(b.ids, (t.embed.defined() ? t.embed : embed_).view<const bf16, 2>(), e.view<TA, 2>(), s);

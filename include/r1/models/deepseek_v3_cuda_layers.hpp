@@ -58,10 +58,6 @@ struct DeviceBatch {
   int64_t rows() const { return batch * tokens; }
 };
 
-/// The DType of activation type TA (bf16 or float).
-template <class TA>
-inline constexpr DType act_dtype = std::is_same_v<TA, float> ? DType::f32 : DType::bf16;
-
 /// What every layer of one forward shares.
 struct LayerContext {
   Workspace* ws = nullptr;
@@ -198,7 +194,7 @@ class DeviceDecoderLayer {
                    View<TA, 3> pages) const {
     const int64_t n = h.shape[0], d = h.shape[1];
     const stream_t s = c.stream();
-    constexpr DType act = act_dtype<TA>;
+    constexpr DType act = dtype_v<TA>;
     Tensor a = c.ws->take(act, {n, d});  // [rows, hidden] normalized input
     auto av = a.view<TA, 2>();
     if (pending.defined()) {
@@ -232,9 +228,9 @@ class DeviceDecoderLayer {
                   rope = g.qk_rope_head_dim, qk = nope + rope, rank = g.kv_lora_rank, vd = g.v_head_dim,
                   width = rank + rope;
     const DeviceMla& m = attn_;
-    Tensor q = c.ws->take(act_dtype<TA>, {n, heads * qk});  // [rows, heads * (nope + rope)]
+    Tensor q = c.ws->take(dtype_v<TA>, {n, heads * qk});  // [rows, heads * (nope + rope)]
     if (g.q_lora_rank > 0) {
-      Tensor cq = c.ws->take(act_dtype<TA>, {n, g.q_lora_rank});  // [rows, q_lora]
+      Tensor cq = c.ws->take(dtype_v<TA>, {n, g.q_lora_rank});  // [rows, q_lora]
       apply_linear<TA>(c, m.q_a, x, xq, cq.view<TA, 2>());
       if (m.q_b.native()) {
         apply_linear<TA>(c, m.q_b, {}, norm_quantize(c, cq.view<const TA, 2>(), m.q_norm), q.view<TA, 2>());
@@ -251,7 +247,7 @@ class DeviceDecoderLayer {
     cuda::rope_interleaved(q_pe, b.positions, c.inv_freq, c.attention_factor, s);
 
     // New cache rows [rows, rank + rope]: normalized latent, then the rotated shared key.
-    Tensor kv = c.ws->take(act_dtype<TA>, {n, width});  // [rows, rank + rope]
+    Tensor kv = c.ws->take(dtype_v<TA>, {n, width});  // [rows, rank + rope]
     auto kvv = kv.view<TA, 2>();
     apply_linear<TA>(c, m.kv_a, x, xq, kvv);
     // Native: kv_b's input quantized straight from the norm (no rounding of the normalized latent
@@ -281,16 +277,16 @@ class DeviceDecoderLayer {
     cuda::rope_interleaved(k_pe3, b.positions, c.inv_freq, c.attention_factor, s);
     cuda::kv_cache_write(kvv.as_const(), pages, b.slots, s);
 
-    Tensor o = c.ws->take(act_dtype<TA>, {n, heads * vd});  // [rows, heads * v]
+    Tensor o = c.ws->take(dtype_v<TA>, {n, heads * vd});  // [rows, heads * v]
     auto o3 = o.view<TA, 2>().template reshape<3>({n, heads, vd});  // [rows, heads, v]
     const View<const TA, 2> w_kvb = m.kv_b_dense.view<const TA, 2>();  // [heads * (nope + v), rank]
     if (b.start >= 0) {
       // Prefill: every key's k_nope and v from the latent rows (kv_b over the gathered cache).
       const int64_t keys = b.start + n;
-      Tensor all = c.ws->take(act_dtype<TA>, {keys, width});  // [keys, rank + rope]
+      Tensor all = c.ws->take(dtype_v<TA>, {keys, width});  // [keys, rank + rope]
       auto allv = all.view<TA, 2>();
       cuda::kv_cache_gather(pages.as_const(), b.block_tables.select(0, 0), allv, s);
-      Tensor kvx = c.ws->take(act_dtype<TA>, {keys, heads * (nope + vd)});  // [keys, heads * (nope + v)]
+      Tensor kvx = c.ws->take(dtype_v<TA>, {keys, heads * (nope + vd)});  // [keys, heads * (nope + v)]
       // From position 0 the new rows are every key: kv_b takes the quantized latent as it is; a later
       // chunk quantizes the gathered rows.
       apply_linear<TA>(c, m.kv_b, allv.slice(1, 0, rank).as_const(), b.start == 0 ? lat_q : QuantAct{},
@@ -301,8 +297,8 @@ class DeviceDecoderLayer {
                                          c.softmax_scale, b.start, o3, s);
     } else {
       // Decode: absorbed attention over the paged cache, batched, lengths on the device.
-      Tensor q_lat = c.ws->take(act_dtype<TA>, {n, heads, rank});  // [rows, heads, rank]
-      Tensor o_lat = c.ws->take(act_dtype<TA>, {n, heads, rank});  // [rows, heads, rank]
+      Tensor q_lat = c.ws->take(dtype_v<TA>, {n, heads, rank});  // [rows, heads, rank]
+      Tensor o_lat = c.ws->take(dtype_v<TA>, {n, heads, rank});  // [rows, heads, rank]
       cuda::mla_absorb_q<TA>(q_nope.as_const(), w_kvb, int(vd), q_lat.view<TA, 3>(), s);
       const int64_t bt = b.batch, tt = b.tokens;
       auto ql4 = q_lat.view<const TA, 3>().template reshape<4>({bt, tt, heads, rank});  // [batch, tokens, heads, rank]
@@ -324,7 +320,7 @@ class DeviceDecoderLayer {
   template <class TA>
   static void mlp(const LayerContext& c, const DeviceMlp& f, View<const TA, 2> x, QuantAct xq, View<TA, 2> y) {
     const int64_t n = x.shape[0], w = f.gate.out();
-    constexpr DType act = act_dtype<TA>;
+    constexpr DType act = dtype_v<TA>;
     Tensor g = c.ws->take(act, {n, w});  // [rows, width]
     Tensor u = c.ws->take(act, {n, w});  // [rows, width]
     apply_linear<TA>(c, f.gate, x, xq, g.view<TA, 2>());
@@ -376,7 +372,7 @@ class DeviceDecoderLayer {
     View<const TA, 2> sv;
     sv.space = Space::cuda;
     if (shared_) {
-      shared = c.ws->take(act_dtype<TA>, {n, x.shape[1]});
+      shared = c.ws->take(dtype_v<TA>, {n, x.shape[1]});
       mlp<TA>(c, *shared_, x, xq, shared.view<TA, 2>());
       sv = shared.view<const TA, 2>();
     }

@@ -108,12 +108,11 @@ void moe_routed(View<const T, 2> x, View<const int32_t, 2> ids, View<const float
   const int64_t rows = tokens * k;
   detail::require_int32(rows, op, "tokens x top_k");
   if (tokens == 0) return;
-  constexpr DType act = std::is_same_v<T, float> ? DType::f32 : DType::bf16;
   Tensor offsets = Tensor::empty(DType::i32, {int64_t(n_experts) + 1}, Space::cuda, stream);  // [E + 1]
   Tensor pairs = Tensor::empty(DType::i32, {rows}, Space::cuda, stream);                     // [R]
   Tensor row_of = Tensor::empty(DType::i32, {rows}, Space::cuda, stream);                    // [R] inverse
-  Tensor xe = Tensor::empty(act, {rows, dim}, Space::cuda, stream);                          // [R, dim]
-  Tensor ye = Tensor::empty(act, {rows, dim}, Space::cuda, stream);                          // [R, dim]
+  Tensor xe = Tensor::empty(dtype_v<T>, {rows, dim}, Space::cuda, stream);                          // [R, dim]
+  Tensor ye = Tensor::empty(dtype_v<T>, {rows, dim}, Space::cuda, stream);                          // [R, dim]
   detail::moe_permute_rows(ids, n_experts, offsets.view<int32_t, 1>(), pairs.view<int32_t, 1>(),
                            row_of.view<int32_t, 1>(), stream);
   moe_gather<T>(x, pairs.view<const int32_t, 1>(), int(k), xe.view<T, 2>(), stream);
