@@ -25,6 +25,7 @@
 // element error at 4096 keys (simulated), so 1e-5 and 2e-5. A single bf16 rounding anywhere (of
 // q_lat, P, an output: 2^-9 relative, 1.5e-3 in norm) or a TF32 / fp16 one (2^-11) fails them by
 // two orders of magnitude.
+#include <cstdlib>
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -227,6 +228,15 @@ TEST_CASE("mla_attention_expanded matches the ref twin") {
     check_expanded(300, 3, 128, 64, 128, 0, stream);
     check_expanded(200, 2, 128, 64, 128, 777, stream);
     check_expanded(1024, 1, 128, 64, 128, 0, stream);
+  }
+  SUBCASE("R1 dims, the sm_90a kernel without its inter-warpgroup schedule") {
+    // R1_MLA_PREFILL_PINGPONG=0 selects the other consumer schedule (read at every launch)
+    ::setenv("R1_MLA_PREFILL_PINGPONG", "0", 1);
+    check_expanded(1, 128, 128, 64, 128, 0, stream);
+    check_expanded(129, 16, 128, 64, 128, 0, stream);
+    check_expanded(200, 2, 128, 64, 128, 777, stream);
+    check_expanded(1024, 1, 128, 64, 128, 0, stream);
+    ::unsetenv("R1_MLA_PREFILL_PINGPONG");
   }
   SUBCASE("dims beyond the tensor-core kernels: fallback") {
     check_expanded(9, 2, 192, 64, 160, 4, stream);

@@ -80,7 +80,14 @@ __device__ __forceinline__ bool mbar_try_wait(uint32_t bar, uint32_t parity) {
 __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
   uint32_t polls = 0;
   while (!mbar_try_wait(bar, parity)) {
-    if (++polls == kMaxPolls) __trap();
+    if (++polls == kMaxPolls) {
+      // `trap` aborts the kernel. The `break` after it is never reached, but it keeps ptxas from
+      // seeing a no-return call: with __trap() it ignored setmaxnreg's larger register budget in
+      // the warp-specialized kernels (it allocated at the entry's 168, spilled the wgmma operands
+      // and serialized the wgmmas; mla_prefill_sm90.cuh).
+      asm volatile("trap;");
+      break;
+    }
   }
 }
 

@@ -6,7 +6,8 @@
 // One thread block per (128-query tile, head), three warpgroups:
 //  - warpgroup 0, one thread: the producer. TMA loads Q [128, 192] once (q_nope columns 0..127 and
 //    q_pe 0..63 as three 128 x 64 boxes), then for every 128-key tile K [128, 192] (k_nope, k_pe
-//    shared by the heads) and V [128, 128] into a two-stage ring (mbarriers `full` / `empty`).
+//    shared by the heads) and V [128, 128], each into its own two-stage ring (mbarriers `full` /
+//    `empty` per ring: K is free again as soon as S is computed, V only after P V, an iteration later).
 //    The tensor maps are 3-D (dim, head, row) with the views' strides, so the column slices of the
 //    layer's [T, H, 192] and [S, H, 256] tensors are read in place; rows past the end arrive as zeros.
 //  - warpgroups 1 and 2: consumers of 64 query rows each. Per key tile: S = Q K^T with twelve
@@ -15,6 +16,12 @@
 //    registers (log2 domain), P re-packed from the S accumulators into wgmma A fragments, and
 //    O += P V with wgmma's register-A form; V [keys, dv] is the MN-major B operand (imm-trans-b),
 //    issued as two n64 halves so that each spans one 64-column swizzle atom.
+// The consumers follow FlashAttention-3's schedule: within a warpgroup, S_j and P_{j-1} V_{j-1} are
+// issued together and the softmax of S_j runs while the tensor cores still do P_{j-1} V_{j-1}
+// (intra-warpgroup overlap); across the two warpgroups, named barriers make them take turns issuing
+// (inter-warpgroup pingpong), so one warpgroup's softmax hides behind the other's GEMMs.
+// S, O and P take 160 registers per consumer thread: setmaxnreg moves them from the producer
+// (24 + 2 x 240 per 3 threads <= 168 each).
 // Query tiles run heaviest (latest) first within a head; blocks of a head run together, so its K/V
 // tiles are read from HBM about once and from L2 by the other query tiles.
 // Every mbarrier wait is bounded (gemm_wgmma.cuh's mbar_wait): a protocol error traps.
@@ -32,9 +39,8 @@ namespace W = detail::wgmma;
 inline constexpr int BM = 128, BN = 128, DN = 128, DR = 64, DV = 128, STAGES = 2, THREADS = 384;
 inline constexpr int SUB = 128 * 128;  // bytes of one 128-row x 64-column bf16 box (128-byte rows)
 inline constexpr int Q_BYTES = 3 * SUB, K_BYTES = 3 * SUB, V_BYTES = 2 * SUB;
-inline constexpr int STAGE_BYTES = K_BYTES + V_BYTES;
-inline constexpr int BAR_BYTES = 8 * (1 + 2 * STAGES);
-inline constexpr int SMEM = 1024 /* alignment slack */ + Q_BYTES + STAGES * STAGE_BYTES + BAR_BYTES;
+inline constexpr int BAR_BYTES = 8 * (1 + 4 * STAGES);
+inline constexpr int SMEM = 1024 /* alignment slack */ + Q_BYTES + STAGES * (K_BYTES + V_BYTES) + BAR_BYTES;
 
 struct Params {
   bf16* o;  // [tokens, heads, 128], element (t, h, c) at o[t * o_t + h * o_h + c]
@@ -93,10 +99,104 @@ __device__ __forceinline__ void wgmma_m64n64k16_rs_tb(float (&d)[32], const uint
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(scale_d));
 }
+
+template <int N>
+__device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+
+/// One consumer warpgroup's online-softmax state for its 64 query rows: per thread two rows
+/// (r = 0: row0, r = 1: row0 + 8), running max (raw score units) and running sum.
+struct Softmax {
+  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
+
+  /// S tile j (raw scores, in place) -> P = exp2(S * scale_log2 - m); alpha[r] rescales the O
+  /// accumulated so far. `mask`: the tile crosses the diagonal or the last key.
+  __device__ __forceinline__ void step(float (&sacc)[64], bool mask, int n0, int pos0, int tq, int keys,
+                                       float scale_log2, float (&alpha)[2]) {
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int i = 0; i < 64; ++i) {
+      if (mask) {
+        const int key = n0 + 8 * (i / 4) + 2 * tq + (i & 1);
+        if (key > pos0 + ((i & 2) ? 8 : 0) || key >= keys) sacc[i] = -INFINITY;
+      }
+      mx[(i >> 1) & 1] = fmaxf(mx[(i >> 1) & 1], sacc[i]);
+    }
+    float m_use[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+      const float m_new = fmaxf(m_run[r], mx[r]);
+      // scale > 0, so the max of raw scores is the max of scaled ones; a row with nothing visible
+      // yet (m_new = -inf) stays empty: its exponent base is 0 and its P row all zeros.
+      m_use[r] = m_new == -INFINITY ? 0.0f : m_new * scale_log2;
+      alpha[r] = m_run[r] == -INFINITY ? 0.0f : exp2f(m_run[r] * scale_log2 - m_use[r]);
+      m_run[r] = m_new;
+    }
+    float rs[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int i = 0; i < 64; ++i) {
+      const float pe = exp2f(fmaf(sacc[i], scale_log2, -m_use[(i >> 1) & 1]));  // one FFMA + MUFU
+      sacc[i] = pe;
+      rs[(i >> 1) & 1] += pe;
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) l_run[r] = l_run[r] * alpha[r] + rs[r];
+  }
+};
+
+/// S = Q K^T for one key tile into sacc (issued and committed, not waited for): twelve k16 steps
+/// over Q [64 rows of this warpgroup, 192] and K [128, 192], both 128-byte swizzled boxes of 64
+/// columns.
+__device__ __forceinline__ void issue_s(float (&sacc)[64], uint32_t q_base, uint32_t k_base) {
+  // zeroed although the first wgmma overwrites it: undefined inputs made ptxas serialize the wgmmas
+#pragma unroll
+  for (int i = 0; i < 64; ++i) sacc[i] = 0.0f;
+  W::wgmma_fence();
+#pragma unroll
+  for (int ks = 0; ks < (DN + DR) / 16; ++ks) {
+    const uint32_t off = uint32_t(ks / 4) * SUB + uint32_t(ks % 4) * 32u;  // 64-column box, then 16 columns
+    wgmma_m64n128k16_ss(sacc, W::smem_desc_sw128(q_base + off), W::smem_desc_sw128(k_base + off), ks);
+  }
+  W::wgmma_commit();
+}
+
+/// O += P V for one key tile (issued and committed, not waited for): V [128 keys, 128] is the
+/// MN-major B operand, two n64 halves of one 64-column swizzle atom each.
+__device__ __forceinline__ void issue_pv(float (&o)[2][32], const uint32_t (&pa)[8][4], uint32_t v_base) {
+#pragma unroll
+  for (int kk = 0; kk < BN / 16; ++kk) {
+#pragma unroll
+    for (int hv = 0; hv < 2; ++hv)
+      wgmma_m64n64k16_rs_tb(o[hv], pa[kk], smem_desc_mn_sw128(v_base + uint32_t(hv) * SUB + uint32_t(kk) * 2048u), 1);
+  }
+  W::wgmma_commit();
+}
+
+/// P (fp32, in the S accumulator layout) as wgmma A fragments: k-step kk (keys 16kk .. 16kk + 15)
+/// is S's column tiles 2kk and 2kk + 1.
+__device__ __forceinline__ void pack_p(const float (&sacc)[64], uint32_t (&pa)[8][4]) {
+#pragma unroll
+  for (int kk = 0; kk < 8; ++kk) {
+#pragma unroll
+    for (int r = 0; r < 4; ++r) pa[kk][r] = mla::pack_bf16(sacc[8 * kk + 2 * r], sacc[8 * kk + 2 * r + 1]);
+  }
+}
+
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 
-// (a template only so that the header can be included by several translation units)
-template <int = 0>
+/// Named barrier `id` (1..15; 0 is __syncthreads) over both consumer warpgroups: sync waits, arrive
+/// does not.
+__device__ __forceinline__ void named_sync(int id) {
+  asm volatile("bar.sync %0, 256;\n" ::"r"(id) : "memory");
+}
+__device__ __forceinline__ void named_arrive(int id) {
+  asm volatile("bar.arrive %0, 256;\n" ::"r"(id) : "memory");
+}
+
+template <bool kPingpong>
 __global__ void __launch_bounds__(THREADS, 1)
     prefill_kernel(const __grid_constant__ CUtensorMap map_qn, const __grid_constant__ CUtensorMap map_qp,
                    const __grid_constant__ CUtensorMap map_kn, const __grid_constant__ CUtensorMap map_kp,
@@ -105,12 +205,16 @@ __global__ void __launch_bounds__(THREADS, 1)
   extern __shared__ __align__(1024) char smem_raw[];
   // 128-byte swizzled TMA destinations (and the descriptors' swizzle phase) want 1024-byte alignment.
   const uint32_t base = (smem_u32(smem_raw) + 1023u) & ~1023u;
-  const uint32_t sq = base, skv = base + Q_BYTES, bars = skv + STAGES * STAGE_BYTES;
-  const auto k_addr = [&](int s) { return skv + uint32_t(s) * STAGE_BYTES; };
-  const auto v_addr = [&](int s) { return skv + uint32_t(s) * STAGE_BYTES + K_BYTES; };
+  const uint32_t sq = base, sk = base + Q_BYTES, sv = sk + STAGES * K_BYTES, bars = sv + STAGES * V_BYTES;
+  const auto k_addr = [&](int s) { return sk + uint32_t(s) * K_BYTES; };
+  const auto v_addr = [&](int s) { return sv + uint32_t(s) * V_BYTES; };
+  // K and V have their own rings: tile j's K is released as soon as S_j is computed, its V only
+  // after P_j V_j, one iteration later (see the consumer loop).
   const uint32_t bar_q = bars;
-  const auto full = [&](int s) { return bars + 8u + uint32_t(s) * 8u; };
-  const auto empty = [&](int s) { return bars + 8u + uint32_t(STAGES + s) * 8u; };
+  const auto k_full = [&](int s) { return bars + 8u * uint32_t(1 + s); };
+  const auto k_empty = [&](int s) { return bars + 8u * uint32_t(1 + STAGES + s); };
+  const auto v_full = [&](int s) { return bars + 8u * uint32_t(1 + 2 * STAGES + s); };
+  const auto v_empty = [&](int s) { return bars + 8u * uint32_t(1 + 3 * STAGES + s); };
 
   const int h = int(blockIdx.y);
   const int m0 = (int(gridDim.x) - 1 - int(blockIdx.x)) * BM;  // heaviest (latest) queries first
@@ -121,8 +225,10 @@ __global__ void __launch_bounds__(THREADS, 1)
   if (threadIdx.x == 0) {
     W::mbar_init(bar_q, 1);
     for (int s = 0; s < STAGES; ++s) {
-      W::mbar_init(full(s), 1);   // the producer's arrive.expect_tx; the TMA bytes complete the phase
-      W::mbar_init(empty(s), 8);  // one arrive per consumer warp
+      W::mbar_init(k_full(s), 1);   // the producer's arrive.expect_tx; the TMA bytes complete the phase
+      W::mbar_init(v_full(s), 1);
+      W::mbar_init(k_empty(s), 8);  // one arrive per consumer warp
+      W::mbar_init(v_empty(s), 8);
     }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
@@ -138,17 +244,21 @@ __global__ void __launch_bounds__(THREADS, 1)
       tma_load_3d(sq, &map_qn, bar_q, 0, h, m0);
       tma_load_3d(sq + SUB, &map_qn, bar_q, 64, h, m0);
       tma_load_3d(sq + 2 * SUB, &map_qp, bar_q, 0, h, m0);
+      // In consumption order: K_j waits for K_{j-2}'s release (S_{j-2} done), V_j for V_{j-2}'s
+      // (P_{j-2} V_{j-2} done, in the consumers' iteration j - 1), so both arrive an iteration early.
       for (int j = 0; j < nj; ++j) {
         const int s = j % STAGES;
         const uint32_t phase = uint32_t(j / STAGES) & 1u;
-        W::mbar_wait(empty(s), phase ^ 1u);  // a fresh barrier counts its previous phase as complete
-        W::mbar_expect_tx(full(s), STAGE_BYTES);
         const int n0 = j * BN;
-        tma_load_3d(k_addr(s), &map_kn, full(s), 0, h, n0);
-        tma_load_3d(k_addr(s) + SUB, &map_kn, full(s), 64, h, n0);
-        tma_load_3d(k_addr(s) + 2 * SUB, &map_kp, full(s), 0, 0, n0);
-        tma_load_3d(v_addr(s), &map_v, full(s), 0, h, n0);
-        tma_load_3d(v_addr(s) + SUB, &map_v, full(s), 64, h, n0);
+        W::mbar_wait(k_empty(s), phase ^ 1u);  // a fresh barrier counts its previous phase as complete
+        W::mbar_expect_tx(k_full(s), K_BYTES);
+        tma_load_3d(k_addr(s), &map_kn, k_full(s), 0, h, n0);
+        tma_load_3d(k_addr(s) + SUB, &map_kn, k_full(s), 64, h, n0);
+        tma_load_3d(k_addr(s) + 2 * SUB, &map_kp, k_full(s), 0, 0, n0);
+        W::mbar_wait(v_empty(s), phase ^ 1u);
+        W::mbar_expect_tx(v_full(s), V_BYTES);
+        tma_load_3d(v_addr(s), &map_v, v_full(s), 0, h, n0);
+        tma_load_3d(v_addr(s) + SUB, &map_v, v_full(s), 64, h, n0);
       }
     }
     return;
@@ -163,96 +273,89 @@ __global__ void __launch_bounds__(THREADS, 1)
   const int row0 = m0 + 64 * c + 16 * warp + lane / 4;  // token of this thread's first row; second: + 8
   const int pos0 = p.q_start + row0;                    // its position = last key it sees
   const int wg_first_pos = p.q_start + m0 + 64 * c;     // keys up to here are visible to every row
+  const uint32_t q_base = sq + uint32_t(64 * c) * 128u;
+  const auto tile_mask = [&](int j) { return j * BN + BN - 1 > wg_first_pos || j * BN + BN > p.keys; };
+
   float o[2][32];  // O columns 0..63 and 64..127
 #pragma unroll
   for (int i = 0; i < 32; ++i) o[0][i] = o[1][i] = 0.0f;
-  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
+  Softmax sm;
+  float sacc[64];   // S_j, then P_j in fp32
+  uint32_t pa[8][4];  // P_j as wgmma A fragments
+  float alpha[2];
 
+  // FlashAttention-3's intra-warpgroup overlap: iteration j issues S_j = Q K_j^T and then
+  // O += P_{j-1} V_{j-1} back to back, waits only for S_j and computes its softmax (exp on the
+  // MUFU, max / sum on the FMA pipes) while the tensor cores still run P_{j-1} V_{j-1}; O is
+  // rescaled by alpha_j once that GEMM is done (O_j = alpha_j (O_{j-1} + P_{j-1} V_{j-1}) + ...).
+  // With kPingpong the two consumer warpgroups also take turns issuing their GEMMs (named barriers
+  // 1 and 2, FlashAttention-3's inter-warpgroup schedule): one's GEMMs run while the other does
+  // its softmax. Each issue unit (S_0; S_j + P_{j-1} V_{j-1}; the last P V) waits for the other
+  // warpgroup's previous unit; warpgroup 1 opens the schedule and skips its last hand-over, so
+  // every barrier phase sees 128 syncs and 128 arrivals.
+  const auto turn_wait = [&] {
+    if constexpr (kPingpong) named_sync(1 + c);
+  };
+  const auto turn_pass = [&](bool last) {
+    if constexpr (kPingpong) {
+      if (!(last && c == 1)) named_arrive(2 - c);
+    }
+  };
+  if constexpr (kPingpong) {
+    if (c == 1) named_arrive(1);
+  }
   W::mbar_wait(bar_q, 0);
-  for (int j = 0; j < nj; ++j) {
-    const int s = j % STAGES;
-    const uint32_t phase = uint32_t(j / STAGES) & 1u;
-    W::mbar_wait(full(s), phase);
-
-    // zeroed although the first wgmma overwrites it: undefined inputs made ptxas serialize the wgmmas
-    float sacc[64];
-#pragma unroll
-    for (int i = 0; i < 64; ++i) sacc[i] = 0.0f;
-    W::wgmma_fence();
-#pragma unroll
-    for (int ks = 0; ks < (DN + DR) / 16; ++ks) {
-      const uint32_t off = uint32_t(ks / 4) * SUB + uint32_t(ks % 4) * 32u;  // 64-column box, then 16 columns
-      wgmma_m64n128k16_ss(sacc, W::smem_desc_sw128(sq + uint32_t(64 * c) * 128u + off),
-                          W::smem_desc_sw128(k_addr(s) + off), ks);
-    }
-    W::wgmma_commit();
-    W::wgmma_wait_all();
+  W::mbar_wait(k_full(0), 0);
+  turn_wait();
+  issue_s(sacc, q_base, k_addr(0));
+  turn_pass(false);
+  wgmma_wait<0>();
+  fence_regs(sacc);
+  if (lane == 0) W::mbar_arrive(k_empty(0));  // this warp's reads of K_0 are done
+  sm.step(sacc, tile_mask(0), 0, pos0, tq, p.keys, p.scale_log2, alpha);  // O is still zero: alpha unused
+  pack_p(sacc, pa);
+  for (int j = 1; j < nj; ++j) {
+    const int s = j % STAGES, sp = (j - 1) % STAGES;
+    W::mbar_wait(k_full(s), uint32_t(j / STAGES) & 1u);
+    W::mbar_wait(v_full(sp), uint32_t((j - 1) / STAGES) & 1u);
+    fence_regs(o[0]);
+    fence_regs(o[1]);
+    turn_wait();
+    issue_s(sacc, q_base, k_addr(s));
+    issue_pv(o, pa, v_addr(sp));
+    turn_pass(false);
+    wgmma_wait<1>();  // S_j is done; P_{j-1} V_{j-1} may still run
     fence_regs(sacc);
-
-    // scale, mask (causal and past the keys, only where a tile crosses them), row max
-    const int n0 = j * BN;
-    const bool mask = n0 + BN - 1 > wg_first_pos || n0 + BN > p.keys;
-    float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-    for (int i = 0; i < 64; ++i) {
-      float x = sacc[i] * p.scale_log2;
-      if (mask) {
-        const int key = n0 + 8 * (i / 4) + 2 * tq + (i & 1);
-        if (key > pos0 + ((i & 2) ? 8 : 0) || key >= p.keys) x = -INFINITY;
-      }
-      sacc[i] = x;
-      mx[(i >> 1) & 1] = fmaxf(mx[(i >> 1) & 1], x);
-    }
-    float alpha[2], m_use[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-      const float m_new = fmaxf(m_run[r], mx[r]);
-      m_use[r] = m_new == -INFINITY ? 0.0f : m_new;  // a row with nothing visible yet stays empty
-      alpha[r] = exp2f(m_run[r] - m_use[r]);
-      m_run[r] = m_new;
-    }
-    float rs[2] = {0.0f, 0.0f};
-#pragma unroll
-    for (int i = 0; i < 64; ++i) {
-      const float pe = exp2f(sacc[i] - m_use[(i >> 1) & 1]);
-      sacc[i] = pe;
-      rs[(i >> 1) & 1] += pe;
-    }
-#pragma unroll
-    for (int r = 0; r < 2; ++r) l_run[r] = l_run[r] * alpha[r] + rs[r];
+    if (lane == 0) W::mbar_arrive(k_empty(s));
+    sm.step(sacc, tile_mask(j), j * BN, pos0, tq, p.keys, p.scale_log2, alpha);
+    wgmma_wait<0>();
+    fence_regs(o[0]);
+    fence_regs(o[1]);
+    if (lane == 0) W::mbar_arrive(v_empty(sp));
 #pragma unroll
     for (int i = 0; i < 32; ++i) {
       o[0][i] *= alpha[(i >> 1) & 1];
       o[1][i] *= alpha[(i >> 1) & 1];
     }
-    // P as wgmma A fragments: k-step kk (keys 16kk .. 16kk + 15) is S's column tiles 2kk, 2kk + 1.
-    uint32_t pa[8][4];
-#pragma unroll
-    for (int kk = 0; kk < 8; ++kk) {
-#pragma unroll
-      for (int r = 0; r < 4; ++r) pa[kk][r] = mla::pack_bf16(sacc[8 * kk + 2 * r], sacc[8 * kk + 2 * r + 1]);
-    }
+    pack_p(sacc, pa);
+  }
+  {
+    const int sl = (nj - 1) % STAGES;
+    W::mbar_wait(v_full(sl), uint32_t((nj - 1) / STAGES) & 1u);
     fence_regs(o[0]);
     fence_regs(o[1]);
+    turn_wait();
     W::wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < BN / 16; ++kk) {
-#pragma unroll
-      for (int hv = 0; hv < 2; ++hv) {
-        wgmma_m64n64k16_rs_tb(o[hv], pa[kk], smem_desc_mn_sw128(v_addr(s) + uint32_t(hv) * SUB + uint32_t(kk) * 2048u),
-                              1);
-      }
-    }
-    W::wgmma_commit();
-    W::wgmma_wait_all();
+    issue_pv(o, pa, v_addr(sl));
+    turn_pass(true);
+    wgmma_wait<0>();
     fence_regs(o[0]);
     fence_regs(o[1]);
-    if (lane == 0) W::mbar_arrive(empty(s));  // this warp's reads of slot s are done
+    if (lane == 0) W::mbar_arrive(v_empty(sl));
   }
 
   // normalize and store
+  float l_run[2] = {sm.l_run[0], sm.l_run[1]};
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     l_run[r] += __shfl_xor_sync(0xffffffffu, l_run[r], 1);
@@ -326,8 +429,14 @@ inline void launch(const View<const bf16, 3>& qn, const View<const bf16, 3>& qp,
                    const View<const bf16, 2>& kp, const View<const bf16, 3>& v, float scale_log2, int64_t q_start,
                    const View<bf16, 3>& out, stream_t stream, const char* op) {
   const int64_t tokens = qn.shape[0], heads = qn.shape[1], keys = kn.shape[0];
-  constexpr auto kernel = prefill_kernel<0>;
-  (void)prepare_kernel<kernel>(THREADS, SMEM, op);
+  // R1_MLA_PREFILL_PINGPONG=0|1 picks the consumer schedule (for comparisons).
+  const char* pp = std::getenv("R1_MLA_PREFILL_PINGPONG");
+  const bool pingpong = !(pp && pp[0] == '0');
+  const auto kernel = pingpong ? prefill_kernel<true> : prefill_kernel<false>;
+  if (pingpong)
+    (void)prepare_kernel<prefill_kernel<true>>(THREADS, SMEM, op);
+  else
+    (void)prepare_kernel<prefill_kernel<false>>(THREADS, SMEM, op);
   const CUtensorMap mqn = tensor_map_rhd(qn.data, tokens, heads, DN, qn.stride[1], qn.stride[0], op);
   const CUtensorMap mqp = tensor_map_rhd(qp.data, tokens, heads, DR, qp.stride[1], qp.stride[0], op);
   const CUtensorMap mkn = tensor_map_rhd(kn.data, keys, heads, DN, kn.stride[1], kn.stride[0], op);
