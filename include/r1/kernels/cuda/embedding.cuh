@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Definition of r1::cuda::embedding (declared in embedding.hpp): one block per token copies the
 // table row in 16-byte vectors when rows allow (element by element otherwise). Memory-bound: the
-// cost is reading the rows and writing the output once.
+// cost is reading the rows and writing the output once. Values pass through fp32, which holds a
+// bf16 or f32 table entry exactly, so an f64 output (an f64 residual stream) is exact too.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -44,7 +45,8 @@ template <class TI, class TW, class TY>
 void embedding(View<const TI, 1> ids, View<const TW, 2> table, View<TY, 2> out, stream_t stream) {
   static_assert(std::is_same_v<TI, int32_t> || std::is_same_v<TI, int64_t>, "embedding: ids are int32 or int64");
   static_assert(std::is_same_v<TW, bf16> || std::is_same_v<TW, float>, "embedding: table is bf16 or f32");
-  static_assert(std::is_same_v<TY, bf16> || std::is_same_v<TY, float>, "embedding: out is bf16 or f32");
+  static_assert(std::is_same_v<TY, bf16> || std::is_same_v<TY, float> || std::is_same_v<TY, double>,
+                "embedding: out is bf16, f32 or f64");
   const char* op = "cuda.embedding";
   detail::require_device(ids, op, "ids");
   detail::require_device(table, op, "table");

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Token embedding lookup on the GPU, the CUDA twin of ref::embedding (host-callable declaration;
 // definition in embedding.cuh, instantiated in src/cuda/embedding.cu for int32/int64 ids, a bf16
-// table and bf16 or f32 output): out[t, :] = table[ids[t], :], converted exactly (bf16 -> f32 is
-// exact, bf16 -> bf16 a copy).
+// table and bf16, f32 or f64 output): out[t, :] = table[ids[t], :], converted exactly (bf16 -> f32
+// and bf16 -> f64 are exact, bf16 -> bf16 a copy).
 //
 // Ids live on the device, so the launcher cannot check them without a synchronization. An id
 // outside [0, vocab) never reads out of bounds: its output row is filled with NaN, which shows up
