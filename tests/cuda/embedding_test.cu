@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
-// r1::cuda::embedding against ref::embedding, bit for bit (a bf16 row converted exactly to bf16 or
-// f32): int32 and int64 ids, odd token counts, R1's vocabulary (129280 rows) and hidden size (7168),
-// padded output rows (element-wise path), outputs poisoned first; out-of-range ids give NaN rows
-// and read nothing.
+// r1::cuda::embedding against ref::embedding, bit for bit (a bf16 row converted exactly to bf16,
+// f32 or f64): int32 and int64 ids, odd token counts, R1's vocabulary (129280 rows) and hidden size
+// (7168), padded output rows (element-wise path), outputs poisoned first; out-of-range ids give NaN
+// rows and read nothing. f64 output: the f32 activation policy's f64 residual stream.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -62,8 +62,8 @@ void check_embedding(int64_t tokens, int64_t vocab, int64_t dim, int64_t out_pad
     }
   }
   INFO("embedding tokens=", tokens, " vocab=", vocab, " dim=", dim, " pad=", out_pad, " ids int", sizeof(TI) * 8,
-       " out ", sizeof(TY) == 2 ? "bf16" : "f32", bad_ids ? " with bad ids" : "", ": wrong ", wrong,
-       ", invalid rows not NaN ", not_nan);
+       " out ", sizeof(TY) == 2 ? "bf16" : sizeof(TY) == 4 ? "f32" : "f64", bad_ids ? " with bad ids" : "",
+       ": wrong ", wrong, ", invalid rows not NaN ", not_nan);
   CHECK(wrong == 0);
   CHECK(not_nan == 0);
   if (out_pad > 0) CHECK(touched_padding(got, dim) == 0);
@@ -83,6 +83,19 @@ TEST_CASE("embedding matches the ref twin") {
   check_embedding<int32_t, bf16>(9, 100, 7168, 3, false, stream);  // padded output rows
   check_embedding<int64_t, float>(5, 100, 200, 1, false, stream);
   check_embedding<int32_t, bf16>(0, 100, 7168, 0, false, stream);  // no tokens: a no-op
+}
+
+TEST_CASE("embedding into an f64 residual stream matches the ref twin") {
+  Stream stream;
+  for (int64_t tokens : {1, 7, 129}) {
+    check_embedding<int32_t, double>(tokens, 1000, 7168, 0, false, stream);
+    check_embedding<int64_t, double>(tokens, 1000, 256, 0, false, stream);
+    check_embedding<int32_t, double>(tokens, 129280, 128, 0, false, stream);  // R1's vocabulary
+    check_embedding<int64_t, double>(tokens, 33, 7, 0, false, stream);       // odd width: element-wise
+  }
+  check_embedding<int32_t, double>(9, 100, 7168, 3, false, stream);  // padded output rows: element-wise
+  check_embedding<int64_t, double>(16, 1000, 7168, 0, true, stream);  // out-of-range ids: NaN rows
+  check_embedding<int32_t, double>(16, 50, 7, 0, true, stream);
 }
 
 TEST_CASE("embedding: out-of-range ids give NaN rows without reading out of bounds") {

@@ -12,11 +12,23 @@
 //    an f32 output is compared with the fp64 ref: relative error <= 4e-6 (sum error about
 //    (14 + log2(512)) * 2^-24 ~ 1.4e-6, plus four roundings);
 //  - FP8: codes within one e4m3 step of the ref's, scales within 1e-5 relative, mismatches rare.
+// The fp64 paths (an f64 residual or input, fp64 arithmetic, f32 outputs; the f32 activation
+// policy's residual stream) are compared with the ref computing in fp64 too (double operands):
+//  - "exact" inputs: outputs, residuals, codes and scales bit-identical;
+//  - random inputs (full fp64 mantissas): the updated residual bit-identical (one fp64 addition);
+//    the f32 outputs and scales within one f32 ulp of the ref's and almost always equal: the GPU's
+//    fp64 sum of squares differs from the ref's by ~1e-16..1e-14 relative (another order), which
+//    moves an f32 rounding only for a value that close to a rounding boundary (~1e-7 of them; the
+//    test allows 1 in 10^5 + 2); the e4m3 codes bit-identical (the quotient y / s does not depend
+//    on the norm, which cancels, beyond a few fp64 roundings: a code could move only if those
+//    straddled an fp32 rounding boundary next to an e4m3 one, ~1e-14 per element);
+//  - exact e4m3 rounding ties (the reason for the fp64 path) round to even, as the ref's.
 #include <doctest/doctest.h>
 
 #include <cmath>
 #include <cstring>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "gemm_test_util.hpp"
@@ -32,13 +44,18 @@ namespace {
 constexpr float kEps = 1e-6f;
 
 /// [rows, ld] host tensor of T: random in [-2, 2), or multiples of 1/8 in [-2, 2] when `exact`.
+/// Random f64 values get low bits below fp32's too (an f64 residual holds sums of f32 terms).
 template <class T>
 Tensor activations(int64_t rows, int64_t ld, uint64_t seed, bool exact) {
   Tensor t = Tensor::empty(dtype_v<T>, {rows, ld});
   T* p = t.data_as<T>();
   for (int64_t i = 0; i < rows * ld; ++i) {
     const float v = exact ? float(int(mix(seed + uint64_t(i)) % 33) - 16) / 8.0f : 2.0f * uniform(seed, uint64_t(i));
-    p[i] = T(v);
+    if constexpr (std::is_same_v<T, double>) {
+      p[i] = exact ? double(v) : double(v) + std::ldexp(double(uniform(seed + 1, uint64_t(i))), -24);
+    } else {
+      p[i] = T(v);
+    }
   }
   return t;
 }
@@ -224,6 +241,191 @@ void check_quant(int64_t rows, int64_t dim, int64_t pad, bool exact, bool mn_maj
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// fp64 paths: f64 residual / input, fp64 arithmetic, f32 outputs
+
+double ulp_f32(double v) {
+  const double a = std::fabs(v);
+  return a < 0x1p-126 ? 0x1p-149 : std::exp2(std::floor(std::log2(a)) - 23);
+}
+
+/// GPU f32 output (host copy, [rows, dim] in a [rows, ld] tensor) against the ref's f32 output
+/// computed in fp64 (double operands): `bad` counts elements more than one f32 ulp away.
+Diff diff_f64_path(const Tensor& got, const Tensor& ref, int64_t rows, int64_t dim) {
+  Diff d;
+  const int64_t ld = got.size(1);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < dim; ++i) {
+      const float g = got.data_as<float>()[r * ld + i], e = ref.data_as<float>()[r * dim + i];
+      if (!std::isfinite(g)) {
+        ++d.nonfinite;
+        continue;
+      }
+      if (std::memcmp(&g, &e, 4) != 0) ++d.differ;
+      if (std::fabs(double(g) - double(e)) > ulp_f32(e)) ++d.bad;
+    }
+  }
+  return d;
+}
+
+/// Exact inputs: bit for bit; random ones: within one f32 ulp, rarely different (file comment).
+void check_diff_f64(const Diff& d, bool exact, int64_t n) {
+  CHECK(d.nonfinite == 0);
+  CHECK(d.bad == 0);
+  CHECK(d.differ <= (exact ? 0 : n / 100000 + 2));
+}
+
+void check_rmsnorm_f64(int64_t rows, int64_t dim, int64_t pad, bool exact, Stream& stream) {
+  const int64_t ld = dim + pad;
+  const uint64_t seed = case_seed(4, uint64_t(rows), uint64_t(dim), uint64_t(pad) * 2 + exact);
+  Tensor x = activations<double>(rows, ld, seed, exact);
+  Tensor w = weights(dim, seed + 7);
+  Tensor yr = Tensor::empty(DType::f32, {rows, dim});  // the ref in fp64, rounded to f32 once
+  ref::rmsnorm(x.view<const double, 2>().slice(1, 0, dim), w.view<const bf16, 1>(), kEps, yr.view<float, 2>());
+  Tensor xd = x.to(Space::cuda, stream), wd = w.to(Space::cuda, stream);
+  Tensor yd = Tensor::empty(DType::f32, {rows, ld}, Space::cuda, stream);
+  poison(yd, stream);
+  cuda::rmsnorm<double, bf16, float>(xd.view<const double, 2>().slice(1, 0, dim), wd.view<const bf16, 1>(), kEps,
+                                     yd.view<float, 2>().slice(1, 0, dim), stream);
+  Tensor got = yd.to(Space::host, stream);
+  const Diff d = diff_f64_path(got, yr, rows, dim);
+  INFO("rmsnorm f64 -> f32 rows=", rows, " dim=", dim, " pad=", pad, std::string(exact ? " exact" : " random"),
+       ": differ ", d.differ, " bad ", d.bad, " non-finite ", d.nonfinite);
+  check_diff_f64(d, exact, rows * dim);
+  if (pad > 0) CHECK(touched_padding(got, dim) == 0);
+}
+
+void check_add_rmsnorm_f64(int64_t rows, int64_t dim, int64_t pad, bool exact, Stream& stream) {
+  const int64_t ld = dim + pad;
+  const uint64_t seed = case_seed(5, uint64_t(rows), uint64_t(dim), uint64_t(pad) * 2 + exact);
+  Tensor res = activations<double>(rows, ld, seed, exact);
+  Tensor x = activations<float>(rows, ld, seed + 1000003, exact);
+  Tensor w = weights(dim, seed + 7);
+  Tensor res_ref = Tensor::empty(DType::f64, {rows, dim});  // [rows, dim] updated by the ref
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < dim; ++i) res_ref.data_as<double>()[r * dim + i] = res.data_as<double>()[r * ld + i];
+  Tensor yr = Tensor::empty(DType::f32, {rows, dim});
+  ref::add_rmsnorm(res_ref.view<double, 2>(), x.view<const float, 2>().slice(1, 0, dim), w.view<const bf16, 1>(),
+                   kEps, yr.view<float, 2>());
+  Tensor resd = res.to(Space::cuda, stream), xd = x.to(Space::cuda, stream), wd = w.to(Space::cuda, stream);
+  Tensor yd = Tensor::empty(DType::f32, {rows, ld}, Space::cuda, stream);
+  poison(yd, stream);
+  cuda::add_rmsnorm<double, float, bf16, float>(resd.view<double, 2>().slice(1, 0, dim),
+                                                xd.view<const float, 2>().slice(1, 0, dim), wd.view<const bf16, 1>(),
+                                                kEps, yd.view<float, 2>().slice(1, 0, dim), stream);
+  Tensor got = yd.to(Space::host, stream), res_got = resd.to(Space::host, stream);
+  int64_t res_bad = 0, pad_changed = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < ld; ++i) {
+      const double g = res_got.data_as<double>()[r * ld + i];
+      const double e = i < dim ? res_ref.data_as<double>()[r * dim + i] : res.data_as<double>()[r * ld + i];
+      (i < dim ? res_bad : pad_changed) += std::memcmp(&g, &e, 8) != 0;
+    }
+  }
+  const Diff d = diff_f64_path(got, yr, rows, dim);
+  INFO("add_rmsnorm f64 residual + f32 -> f32 rows=", rows, " dim=", dim, " pad=", pad,
+       std::string(exact ? " exact" : " random"), ": residual mismatches ", res_bad, ", y differ ", d.differ, " bad ",
+       d.bad, " non-finite ", d.nonfinite);
+  CHECK(res_bad == 0);  // one fp64 addition: bit-identical
+  CHECK(pad_changed == 0);
+  check_diff_f64(d, exact, rows * dim);
+  if (pad > 0) CHECK(touched_padding(got, dim) == 0);
+}
+
+/// Runs cuda::rmsnorm_quant_fp8<128, double> on host x [rows, ld] (columns [0, dim)) and weight w;
+/// returns codes [rows, dim] and scales [rows, dim / 128] on the host.
+std::pair<Tensor, Tensor> quant_f64_gpu(const Tensor& x, const Tensor& w, int64_t dim, bool mn_major, Stream& stream) {
+  const int64_t rows = x.size(0), g = dim / 128;
+  Tensor xd = x.to(Space::cuda, stream), wd = w.to(Space::cuda, stream);
+  Tensor qd = Tensor::empty(DType::f8_e4m3, {rows, dim}, Space::cuda, stream);
+  Tensor sd = Tensor::empty(DType::f32, {rows * g}, Space::cuda, stream);
+  poison(qd, stream);
+  poison(sd, stream);
+  const View<float, 2> sv = mn_major ? cuda::mn_major_scales(sd.data_as<float>(), rows, g)
+                                     : make_view<2>(sd.data_as<float>(), {rows, g}, Space::cuda);
+  cuda::rmsnorm_quant_fp8<128, double, bf16>(xd.view<const double, 2>().slice(1, 0, dim), wd.view<const bf16, 1>(),
+                                             kEps, qd.view<fp8_e4m3, 2>(), sv, stream);
+  Tensor qh = qd.to(Space::host, stream), sh = sd.to(Space::host, stream);
+  Tensor s = Tensor::empty(DType::f32, {rows, g});  // [rows, groups] row-major
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 0; j < g; ++j) {
+      s.data_as<float>()[r * g + j] = sh.data_as<float>()[mn_major ? j * rows + r : r * g + j];
+    }
+  }
+  return {qh, s};
+}
+
+void check_quant_f64(int64_t rows, int64_t dim, int64_t pad, bool exact, bool mn_major, Stream& stream) {
+  const int64_t ld = dim + pad, g = dim / 128;
+  const uint64_t seed = case_seed(6, uint64_t(rows), uint64_t(dim), uint64_t(pad) * 2 + exact);
+  Tensor x = activations<double>(rows, ld, seed, exact);
+  Tensor w = weights(dim, seed + 7);
+  // The ref with double scales: scale, quotient and its fp32 rounding as the oracle's simulation.
+  Tensor qr = Tensor::empty(DType::f8_e4m3, {rows, dim}), sr = Tensor::empty(DType::f64, {rows, g});
+  ref::rmsnorm_quant_fp8<128>(x.view<const double, 2>().slice(1, 0, dim), w.view<const bf16, 1>(), kEps,
+                              qr.view<fp8_e4m3, 2>(), sr.view<double, 2>());
+  const auto [qh, sh] = quant_f64_gpu(x, w, dim, mn_major, stream);
+  int64_t q_differ = 0, s_differ = 0, s_bad = 0;
+  for (int64_t i = 0; i < rows * dim; ++i) q_differ += qh.data_as<fp8_e4m3>()[i].bits != qr.data_as<fp8_e4m3>()[i].bits;
+  for (int64_t i = 0; i < rows * g; ++i) {
+    const float a = sh.data_as<float>()[i], b = float(sr.data_as<double>()[i]);  // the GPU stores float(s)
+    s_differ += std::memcmp(&a, &b, 4) != 0;
+    s_bad += !(std::fabs(double(a) - double(b)) <= ulp_f32(b));
+  }
+  INFO("rmsnorm_quant_fp8 f64 rows=", rows, " dim=", dim, " pad=", pad, std::string(exact ? " exact" : " random"),
+       std::string(mn_major ? " MN-major" : " row-major"), ": codes differ ", q_differ, ", scales differ ", s_differ,
+       " (bad ", s_bad, ")");
+  CHECK(q_differ == 0);
+  CHECK(s_bad == 0);
+  CHECK(s_differ <= (exact ? 0 : rows * g / 100000 + 2));
+}
+
+/// Rows built on exact e4m3 rounding ties, the case the fp64 path exists for (docs/model.md, "FP8
+/// native with f32 activations"): weight 1, each 128-group holds one +-7 (its amax, so the scale is
+/// 7 inv / 448 = inv / 64) and otherwise +-m / 64 for e4m3 midpoints m (5 significant bits: exact
+/// in bf16, and so in the model's normalized embeddings). y / s = m up to a few fp64 roundings,
+/// which the fp32 rounding of the quotient removes: every such element is a tie and must round to
+/// the even code, as in the ref. (The ref in fp32, on the same rows as f32 values, rounds about 12%
+/// of them the other way: fp32's own roundings of y and s move the quotient off the tie.)
+void check_quant_ties(int64_t rows, int64_t dim, Stream& stream) {
+  const uint64_t seed = case_seed(7, uint64_t(rows), uint64_t(dim));
+  Tensor x = Tensor::empty(DType::f64, {rows, dim});
+  Tensor w = Tensor::empty(DType::bf16, {dim});
+  std::vector<uint8_t> expect(size_t(rows * dim), 0);  // [rows, dim] the tie rounded to even
+  for (int64_t i = 0; i < dim; ++i) w.data_as<bf16>()[i] = bf16(1.0f);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < dim; ++i) {
+      const uint64_t h = mix(seed + uint64_t(r * dim + i));
+      const bool amax = i % 128 == int64_t((uint64_t(r) * 37 + uint64_t(i / 128) * 11) % 128);
+      const uint8_t sign = (h >> 8) & 1 ? 0x80 : 0;
+      double v = 7.0;
+      uint8_t code = 0x7e;  // 7 / (7 / 448) = 448
+      if (!amax) {
+        const int k = int(h % 0x7e);  // codes k, k + 1 in [0, 0x7e]: 0 .. 448
+        const double lo = double(float(fp8_e4m3::from_bits(uint8_t(k))));
+        const double hi = double(float(fp8_e4m3::from_bits(uint8_t(k + 1))));
+        v = (lo + hi) / 128.0;  // the midpoint m over 64
+        code = uint8_t(k % 2 == 0 ? k : k + 1);
+      }
+      x.data_as<double>()[r * dim + i] = sign ? -v : v;
+      expect[size_t(r * dim + i)] = uint8_t(code | sign);
+    }
+  }
+  Tensor qr = Tensor::empty(DType::f8_e4m3, {rows, dim}), sr = Tensor::empty(DType::f64, {rows, dim / 128});
+  ref::rmsnorm_quant_fp8<128>(x.view<const double, 2>(), w.view<const bf16, 1>(), kEps, qr.view<fp8_e4m3, 2>(),
+                              sr.view<double, 2>());
+  const Tensor qh = quant_f64_gpu(x, w, dim, false, stream).first;
+  int64_t ref_off = 0, gpu_off = 0;
+  for (int64_t i = 0; i < rows * dim; ++i) {
+    ref_off += qr.data_as<fp8_e4m3>()[i].bits != expect[size_t(i)];
+    gpu_off += qh.data_as<fp8_e4m3>()[i].bits != expect[size_t(i)];
+  }
+  INFO("rmsnorm_quant_fp8 f64 on e4m3 ties rows=", rows, " dim=", dim, ": codes not rounded to even: ref ", ref_off,
+       ", GPU ", gpu_off);
+  CHECK(ref_off == 0);  // the premise: the ref keeps every tie
+  CHECK(gpu_off == 0);
+}
+
 }  // namespace
 
 TEST_CASE("rmsnorm matches the ref twin") {
@@ -279,6 +481,35 @@ TEST_CASE("rmsnorm_quant_fp8 matches the ref twin") {
     check_quant<bf16>(5, 7168, 8, exact, true, stream);  // padded rows that stay 16-byte aligned
     check_quant<bf16>(5, 1536, 3, exact, false, stream);  // the element-wise loader
     check_quant<float>(4, 512, 1, exact, true, stream);
+  }
+}
+
+TEST_CASE("fp64 paths (f64 residual / input, f32 output) match the ref twins computing in fp64") {
+  Stream stream;
+  for (int64_t rows : {1, 7, 129}) {
+    for (int64_t dim : {7168, 256, 128, 7}) {  // 7: odd width, the element-wise path
+      for (bool exact : {true, false}) {
+        check_rmsnorm_f64(rows, dim, 0, exact, stream);
+        check_add_rmsnorm_f64(rows, dim, 0, exact, stream);
+        if (dim % 128 == 0) check_quant_f64(rows, dim, 0, exact, rows % 2 == 1, stream);
+      }
+    }
+  }
+  for (bool exact : {true, false}) {
+    check_rmsnorm_f64(5, 7168, 3, exact, stream);  // padded rows: the element-wise path
+    check_rmsnorm_f64(3, 129, 0, exact, stream);
+    check_add_rmsnorm_f64(5, 7168, 5, exact, stream);
+    check_add_rmsnorm_f64(4, 256, 2, exact, stream);  // f64 rows 16-byte aligned, f32 ones not
+    check_quant_f64(5, 7168, 8, exact, true, stream);  // padded rows that stay 16-byte aligned
+    check_quant_f64(5, 256, 3, exact, false, stream);  // the element-wise loader
+  }
+  check_rmsnorm_f64(0, 7168, 0, false, stream);  // no tokens: a no-op
+}
+
+TEST_CASE("rmsnorm_quant_fp8 in fp64 rounds exact e4m3 ties to even, as the ref") {
+  Stream stream;
+  for (int64_t rows : {1, 7, 129}) {
+    for (int64_t dim : {128, 256, 7168}) check_quant_ties(rows, dim, stream);
   }
 }
 
