@@ -1,11 +1,17 @@
 // SPDX-License-Identifier: MIT
 // CudaDeepseekV3: the DeepSeek-V3/R1 model on one GPU, built once from a checkpoint (any
 // WeightSource) and the same ModelConfig as the host model (models/deepseek_v3.hpp), computing with
-// bf16 activations (or f32 ones: LoadOptions::activations, see Activations), an f32 residual
-// stream, f32 router logits and f32 output logits.
+// bf16 activations (or f32 ones: LoadOptions::activations, see Activations), f32 router logits and
+// f32 output logits. The residual stream is f32 with bf16 activations and f64 with f32 ones
+// (residual_t): sub-layer outputs are added to it, and the norms that read it computed, in fp64.
+// That is for FP8 native mode's quantizers: the oracle quantizes fp64 activations, and the first
+// layer's normalized embeddings (products of bf16 values) put some inputs exactly on e4m3 rounding
+// ties, which fp64 keeps and fp32 arithmetic perturbs; one code flipped there cascades through
+// every later token (docs/model.md, "FP8 native with f32 activations"). GEMMs, attention and
+// SwiGLU stay fp32.
 //
 // One forward runs `batch` sequences with `tokens` new tokens each (rows = batch * tokens):
-//   h = Embedding(ids) (f32); per layer: a = norm(h += pending); o = MLA(a); a = norm(h += o);
+//   h = Embedding(ids) (residual_t); per layer: a = norm(h += pending); o = MLA(a); a = norm(h += o);
 //   pending = FFN(a); finally hn = norm(h += pending); logits = lm_head(hn)
 // Residual adds are fused into the next norm (cuda::add_rmsnorm). Everything the forward reads
 // about positions lives in device memory (DeviceBatch): token ids, positions, cache slots, the
@@ -16,7 +22,7 @@
 // MLA forms: `expanded` (flash prefill over the gathered latent rows; needs the host to know the
 // sequence's start, DeviceBatch::start >= 0, one sequence) and `absorbed` (batched paged decode,
 // lengths on the device). FP8 native mode quantizes every FP8 linear's input 1 x 128 (act_quant,
-// or rmsnorm_quant_fp8 straight from the f32 residual where the input is a norm of it). The latent
+// or rmsnorm_quant_fp8 straight from the residual where the input is a norm of it). The latent
 // cache holds bf16 rows; in native mode the prefill's kv_b reads the act_quant'ed latent (the
 // oracle's simulation), while the absorbed decode reads the unquantized bf16 latent, as DeepSeek's
 // own absorbed inference code does. The latent cache holds rows in the activation dtype (bf16 or
@@ -179,13 +185,15 @@ class CudaDeepseekV3 {
     const int64_t n = b.rows(), d = cfg_.hidden_size;
     const stream_t s = ws.stream();
     const LayerContext ctx = context(ws);
-    Tensor h = ws.take(DType::f32, {n, d});  // [rows, hidden] residual stream
-    cuda::embedding(b.ids, embed_.view<const bf16, 2>(), h.view<float, 2>(), s);
+    using TR = residual_t<TA>;
+    Tensor h = ws.take(dtype_v<TR>, {n, d});  // [rows, hidden] residual stream (f32, or f64 for f32 activations)
+    cuda::embedding(b.ids, embed_.view<const bf16, 2>(), h.view<TR, 2>(), s);
     Tensor pending;  // [rows, hidden] TA: the last sub-layer output not yet added to h
     for (size_t l = 0; l < layers_.size(); ++l) pending = layers_[l].forward(ctx, b, h, pending, pages[l]);
     const Tensor hn = final_hidden.defined() ? final_hidden : ws.take(dtype_v<TA>, {n, d});  // [rows, hidden]
     const View<TA, 2> hv = hn.view<TA, 2>();
-    cuda::add_rmsnorm(h.view<float, 2>(), pending.view<const TA, 2>(), norm_.view(), norm_.eps, hv, s);
+    // the final norm reads the residual in its own precision (fp64 for f32 activations)
+    cuda::add_rmsnorm(h.view<TR, 2>(), pending.view<const TA, 2>(), norm_.view(), norm_.eps, hv, s);
     logits_linear<TA>(hv.as_const(), lm_head_.w, logits, s);
   }
 
@@ -204,7 +212,8 @@ class CudaDeepseekV3 {
     cuda::rmsnorm(e.view<const TA, 2>(), t.enorm.view(), t.enorm.eps, cv.slice(1, 0, d), s);
     cuda::rmsnorm(h, t.hnorm.view(), t.hnorm.eps, cv.slice(1, d, 2 * d), s);
     // The block's residual stream starts as eh_proj's output, which the GEMM writes in the
-    // activation dtype (bf16, or f32).
+    // activation dtype (bf16, or f32), and stays in it: no f64 residual here, since it starts as a
+    // GEMM output rather than as exact bf16 embeddings (the ties the main model's f64 stream keeps).
     Tensor u = ws.take(act, {n, d});  // [rows, hidden]
     apply_linear<TA>(ctx, t.eh_proj, cat.view<const TA, 2>(), {}, u.view<TA, 2>());
     Tensor pending = t.block.forward(ctx, b, u, Tensor(), pages);  // [rows, hidden]

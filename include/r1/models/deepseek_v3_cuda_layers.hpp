@@ -3,16 +3,24 @@
 // forwards over uploaded weights (deepseek_v3_cuda_weights.hpp), launching kernels only through the
 // host-callable r1::cuda declarations, with every intermediate from a Workspace.
 //
-// Activation dtypes (the block is a template on TA, the activation type; Activations in
-// deepseek_v3_cuda_weights.hpp):
+// Activation dtypes (the block is a template on TA, the activation type, and TR, the residual
+// stream's; Activations in deepseek_v3_cuda_weights.hpp):
 //  - bf16: GEMM inputs and sub-layer outputs bf16; the residual stream f32 (bf16 in the MTP block,
 //    whose input comes out of a bf16 GEMM); router logits f32; tensor-core GEMMs and attention.
 //  - f32: every activation and the latent cache f32; GEMMs are cuda::linear_f32 /
-//    grouped_linear_f32 (fp32 FMA), attention the generic fp32 kernels.
+//    grouped_linear_f32 (fp32 FMA), attention the generic fp32 kernels. The main model's residual
+//    stream is f64 (residual_t): the f32 sub-layer outputs are added to it in fp64 and the norms
+//    reading it (the norms of every layer's two inputs and the final norm) compute in fp64 and
+//    write f32 (f32 in the MTP block, whose input comes out of an f32 GEMM).
 // In FP8 native mode an FP8 linear's input is quantized 1 x 128 (cuda::act_quant), except where it
-// is a norm of the residual stream: then cuda::rmsnorm_quant_fp8 quantizes straight from the f32
+// is a norm of the residual stream: then cuda::rmsnorm_quant_fp8 quantizes straight from the
 // residual, which keeps the e4m3 rounding decisions as close to the oracle's fp64 simulation as
-// possible (with f32 activations every quantizer reads fp32 values, as the simulation's do).
+// possible. With f32 activations that is exact where it matters most: from the f64 residual the
+// norm, its amax, the scale and the quotient are fp64, the quotient rounded to fp32 and then to
+// e4m3 as the simulation does, so inputs sitting exactly on an e4m3 rounding tie (the first
+// layer's normalized embeddings, products of bf16 values, have them) stay on it and round to even;
+// fp32 arithmetic there moved one of tiny-r1-mtp's off its tie, and the flipped code cascaded
+// (docs/model.md, "FP8 native with f32 activations"). Every other quantizer reads fp32 values.
 #pragma once
 
 #include "r1/core/config.hpp"
@@ -58,6 +66,11 @@ struct DeviceBatch {
   int64_t rows() const { return batch * tokens; }
 };
 
+/// The main model's residual stream type for activation type TA: f32 with bf16 activations, f64
+/// with f32 ones (the norms feeding FP8 native's quantizers then compute in fp64: file comment).
+template <class TA>
+using residual_t = std::conditional_t<std::is_same_v<TA, float>, double, float>;
+
 /// What every layer of one forward shares.
 struct LayerContext {
   Workspace* ws = nullptr;
@@ -87,8 +100,9 @@ QuantAct quantize(const LayerContext& c, View<const TX, 2> x) {
   return QuantAct{q.view<const fp8_e4m3, 2>(), sv};
 }
 
-/// rmsnorm(x) * w quantized 1 x 128 without rounding the norm's output in between.
-/// @param x [rows, K] f32 or bf16 (the residual stream, or a bf16 projection)
+/// rmsnorm(x) * w quantized 1 x 128 without rounding the norm's output in between (in fp64 for an
+/// f64 x).
+/// @param x [rows, K] f64, f32 or bf16 (the residual stream, or a projection)
 template <class TX>
 QuantAct norm_quantize(const LayerContext& c, View<const TX, 2> x, const DeviceNorm& n) {
   const int64_t m = x.shape[0], k = x.shape[1];
@@ -171,15 +185,18 @@ class DeviceDecoderLayer {
 
   bool is_moe() const { return moe_; }
 
-  /// Runs the block. `h` is the residual stream [rows, hidden] (f32, or bf16 in the bf16 MTP
-  /// block), `pending` the previous block's FFN output [rows, hidden] (activation dtype) not yet
-  /// added to it (undefined for the first block), `pages` this layer's latent cache [num_pages,
-  /// page_size, kv_lora + rope] in the activation dtype. Returns this block's FFN output [rows,
-  /// hidden] in the activation dtype, likewise not yet added.
+  /// Runs the block. `h` is the residual stream [rows, hidden] (bf16 activations: f32, or bf16 in
+  /// the MTP block; f32 activations: f64, or f32 in the MTP block), `pending` the previous block's
+  /// FFN output [rows, hidden] (activation dtype) not yet added to it (undefined for the first
+  /// block), `pages` this layer's latent cache [num_pages, page_size, kv_lora + rope] in the
+  /// activation dtype. Returns this block's FFN output [rows, hidden] in the activation dtype,
+  /// likewise not yet added.
   Tensor forward(const LayerContext& c, const DeviceBatch& b, const Tensor& h, const Tensor& pending,
                  const Tensor& pages) const {
     if (pages.dtype() == DType::f32) {
-      R1_CHECK(h.dtype() == DType::f32, "model", "f32 activations need an f32 residual stream");
+      if (h.dtype() == DType::f64) return forward_t<float>(c, b, h.view<double, 2>(), pending, pages.view<float, 3>());
+      R1_CHECK(h.dtype() == DType::f32, "model", "f32 activations need an f64 or f32 residual stream, got ",
+               dtype_name(h.dtype()));
       return forward_t<float>(c, b, h.view<float, 2>(), pending, pages.view<float, 3>());
     }
     R1_CHECK(pages.dtype() == DType::bf16, "model", "latent cache of ", dtype_name(pages.dtype()),
