@@ -16,6 +16,12 @@ that fp64 resolves one way and fp32 the other, and the codes they change cascade
 later quantizers; on tiny-v3-fp8-mtp no code differs. RoPE here is plain (no YaRN): the point is
 the fp32-vs-fp64 difference of one network, not a match with the oracle.
 
+--mixed adds two fp32 runs with parts in fp64, each against the fp64 run: "residual" keeps the
+residual stream and the norms that read it (input, post-attention and final norm, and the
+quantizers of their outputs) in fp64, as r1's GPU f32 path with its f64 residual does; "norms"
+also computes the q_a and kv_a norms (of fp32 GEMM outputs) and their quantizers in fp64. GEMMs,
+attention and SwiGLU stay fp32, and the GEMMs read f32 scales (as r1's do).
+
     python3 scripts/analysis/fp8_native_fp32_sensitivity.py tests/data/tiny-r1-mtp --layers 2
 
 Needs python3-numpy only (Debian package).
@@ -96,28 +102,33 @@ class Checkpoint:
         return w
 
 
-def forward(ck, cfg, ids, dt, layers, codes=None):
+def forward(ck, cfg, ids, dt, layers, codes=None, mixed=None):
     D = np.dtype(dt)
+    R = np.dtype(np.float64) if mixed else D                # residual stream and the norms reading it
+    N = np.dtype(np.float64) if mixed == "norms" else D     # the q_a / kv_a norms
     t = len(ids)
     heads, nope, rope, vd, rank = (cfg[k] for k in ("num_attention_heads", "qk_nope_head_dim", "qk_rope_head_dim",
                                                    "v_head_dim", "kv_lora_rank"))
-    eps = D.type(cfg["rms_norm_eps"])
     inv_freq = 1.0 / (10000 ** (np.arange(0, rope, 2) / rope))
 
-    def qd(x):  # 1 x 128 activation quantization, dequantized
+    def qd(x):  # 1 x 128 activation quantization in x's precision, dequantized into D
+        E = x.dtype
         xb = x.reshape(x.shape[0], -1, 128)
-        s = (np.maximum(np.abs(xb).max(-1, keepdims=True), D.type(1e-4)) / D.type(448)).astype(D)
+        s = (np.maximum(np.abs(xb).max(-1, keepdims=True), E.type(1e-4)) / E.type(448)).astype(E)
         q = to_e4m3((xb / s).astype(np.float32).astype(np.float64))
         if codes is not None and layer == 0:
             codes.append(q)
+        if D == np.float32:
+            s = s.astype(np.float32)  # an fp32 GEMM reads an f32 scale
         return (q.astype(D) * s).reshape(x.shape).astype(D)
 
     def lin(x, w):
         return (x @ w.astype(D).T).astype(D)
 
-    def norm(x, w):
-        inv = (D.type(1) / np.sqrt((x * x).mean(-1, keepdims=True, dtype=D) + eps)).astype(D)
-        return ((x * inv).astype(D) * w.astype(D)).astype(D)
+    def norm(x, w):  # in x's precision
+        E = x.dtype
+        inv = (E.type(1) / np.sqrt((x * x).mean(-1, keepdims=True, dtype=E) + E.type(cfg["rms_norm_eps"]))).astype(E)
+        return ((x * inv).astype(E) * w.astype(E)).astype(E)
 
     def rot(x, pos):  # interleaved pairs
         ang = np.outer(pos, inv_freq)
@@ -129,16 +140,16 @@ def forward(ck, cfg, ids, dt, layers, codes=None):
         y[..., 1::2] = x[..., 0::2] * s + x[..., 1::2] * c
         return y.astype(D)
 
-    h = ck.get("model.embed_tokens.weight")[ids].astype(D)
+    h = ck.get("model.embed_tokens.weight")[ids].astype(R)
     pos = np.arange(t)
     for layer in range(layers):
         p = f"model.layers.{layer}"
         x = norm(h, ck.get(p + ".input_layernorm.weight"))
         cq = lin(qd(x), ck.linear(p + ".self_attn.q_a_proj"))
-        q = lin(qd(norm(cq, ck.get(p + ".self_attn.q_a_layernorm.weight"))), ck.linear(p + ".self_attn.q_b_proj"))
+        q = lin(qd(norm(cq.astype(N), ck.get(p + ".self_attn.q_a_layernorm.weight"))), ck.linear(p + ".self_attn.q_b_proj"))
         q = q.reshape(t, heads, nope + rope)
         kv = lin(qd(x), ck.linear(p + ".self_attn.kv_a_proj_with_mqa"))
-        lat = qd(norm(kv[:, :rank], ck.get(p + ".self_attn.kv_a_layernorm.weight")))
+        lat = qd(norm(kv[:, :rank].astype(N), ck.get(p + ".self_attn.kv_a_layernorm.weight")))
         kvx = lin(lat, ck.linear(p + ".self_attn.kv_b_proj")).reshape(t, heads, nope + vd)
         qp, kp = rot(q[:, :, nope:], pos), rot(kv[:, rank:], pos)
         sc = (np.einsum("thd,shd->hts", q[:, :, :nope], kvx[:, :, :nope]) + np.einsum("thd,sd->hts", qp, kp)).astype(D)
@@ -146,18 +157,19 @@ def forward(ck, cfg, ids, dt, layers, codes=None):
         sc[:, np.triu(np.ones((t, t), bool), 1)] = -np.inf
         e = np.exp(sc - sc.max(-1, keepdims=True)).astype(D)
         o = np.einsum("hts,shd->thd", (e / e.sum(-1, keepdims=True)).astype(D), kvx[:, :, nope:])
-        h = (h + lin(qd(o.reshape(t, heads * vd).astype(D)), ck.linear(p + ".self_attn.o_proj"))).astype(D)
+        h = (h + lin(qd(o.reshape(t, heads * vd).astype(D)), ck.linear(p + ".self_attn.o_proj"))).astype(R)
         x2 = norm(h, ck.get(p + ".post_attention_layernorm.weight"))
         g, u = lin(qd(x2), ck.linear(p + ".mlp.gate_proj")), lin(qd(x2), ck.linear(p + ".mlp.up_proj"))
         a = (g / (D.type(1) + np.exp(-g)) * u).astype(D)
-        h = (h + lin(qd(a), ck.linear(p + ".mlp.down_proj"))).astype(D)
-    return norm(h, ck.get("model.norm.weight")).astype(np.float64) @ ck.get("lm_head.weight").T
+        h = (h + lin(qd(a), ck.linear(p + ".mlp.down_proj"))).astype(R)
+    return norm(h, ck.get("model.norm.weight")).astype(D).astype(np.float64) @ ck.get("lm_head.weight").T
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("model", help="checkpoint directory with reference.safetensors (tests/data/tiny-*)")
     ap.add_argument("--layers", type=int, default=1, help="decoder layers to run (dense ones only)")
+    ap.add_argument("--mixed", action="store_true", help="also run fp32 with the residual (and norms) in fp64")
     a = ap.parse_args()
     cfg = json.load(open(f"{a.model}/config.json"))
     if a.layers > cfg.get("first_k_dense_replace", 0):
@@ -167,13 +179,19 @@ def main():
     c64, c32 = [], []
     l64 = forward(ck, cfg, ids, np.float64, a.layers, c64)
     l32 = forward(ck, cfg, ids, np.float32, a.layers, c32)
-    cos = (l64 * l32).sum(-1) / np.sqrt((l64 * l64).sum(-1) * (l32 * l32).sum(-1))
-    print(f"{a.model}, {a.layers} layer(s), FP8 native: fp32 vs fp64 logits cosine median {np.median(cos):.6f}, "
-          f"worst {cos.min():.6f}")
     names = ["q_a input", "q_b input", "kv_a input", "kv_b input (latent)", "o_proj input", "gate input", "up input",
              "down input"]
-    for n, x, y in zip(names, c64, c32):
-        print(f"  layer 0 {n}: {int((x != y).sum())} of {x.size} e4m3 codes differ")
+    runs = [("fp32", l32, c32)]
+    if a.mixed:
+        for m in ("residual", "norms"):
+            cm = []
+            runs.append((f"fp32 with fp64 {m}", forward(ck, cfg, ids, np.float32, a.layers, cm, m), cm))
+    for label, lx, cx in runs:
+        cos = (l64 * lx).sum(-1) / np.sqrt((l64 * l64).sum(-1) * (lx * lx).sum(-1))
+        print(f"{a.model}, {a.layers} layer(s), FP8 native: {label} vs fp64 logits cosine median {np.median(cos):.8f}, "
+              f"worst {cos.min():.8f}")
+        for n, x, y in zip(names, c64, cx):
+            print(f"  layer 0 {n}: {int((x != y).sum())} of {x.size} e4m3 codes differ")
 
 
 if __name__ == "__main__":
