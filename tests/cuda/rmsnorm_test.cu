@@ -13,7 +13,9 @@
 //    (14 + log2(512)) * 2^-24 ~ 1.4e-6, plus four roundings);
 //  - FP8: codes within one e4m3 step of the ref's, scales within 1e-5 relative, mismatches rare.
 // The fp64 paths (an f64 residual or input, fp64 arithmetic, f32 outputs; the f32 activation
-// policy's residual stream) are compared with the ref computing in fp64 too (double operands):
+// policy's residual stream; and rmsnorm_quant_fp8 computing in fp64 from an f32 input, compared
+// with the ref on the input converted to double) are compared with the ref computing in fp64 too
+// (double operands):
 //  - "exact" inputs: outputs, residuals, codes and scales bit-identical;
 //  - random inputs (full fp64 mantissas): the updated residual bit-identical (one fp64 addition);
 //    the f32 outputs and scales within one f32 ulp of the ref's and almost always equal: the GPU's
@@ -332,8 +334,10 @@ void check_add_rmsnorm_f64(int64_t rows, int64_t dim, int64_t pad, bool exact, S
   if (pad > 0) CHECK(touched_padding(got, dim) == 0);
 }
 
-/// Runs cuda::rmsnorm_quant_fp8<128, double> on host x [rows, ld] (columns [0, dim)) and weight w;
-/// returns codes [rows, dim] and scales [rows, dim / 128] on the host.
+/// Runs cuda::rmsnorm_quant_fp8 computing in fp64 on host x [rows, ld] of TX (f64, or f32 read
+/// into fp64; columns [0, dim)) and weight w; returns codes [rows, dim] and scales [rows, dim / 128]
+/// on the host.
+template <class TX>
 std::pair<Tensor, Tensor> quant_f64_gpu(const Tensor& x, const Tensor& w, int64_t dim, bool mn_major, Stream& stream) {
   const int64_t rows = x.size(0), g = dim / 128;
   Tensor xd = x.to(Space::cuda, stream), wd = w.to(Space::cuda, stream);
@@ -343,8 +347,8 @@ std::pair<Tensor, Tensor> quant_f64_gpu(const Tensor& x, const Tensor& w, int64_
   poison(sd, stream);
   const View<float, 2> sv = mn_major ? cuda::mn_major_scales(sd.data_as<float>(), rows, g)
                                      : make_view<2>(sd.data_as<float>(), {rows, g}, Space::cuda);
-  cuda::rmsnorm_quant_fp8<128, double, bf16>(xd.view<const double, 2>().slice(1, 0, dim), wd.view<const bf16, 1>(),
-                                             kEps, qd.view<fp8_e4m3, 2>(), sv, stream);
+  cuda::rmsnorm_quant_fp8<128, TX, bf16, double>(xd.view<const TX, 2>().slice(1, 0, dim), wd.view<const bf16, 1>(),
+                                                 kEps, qd.view<fp8_e4m3, 2>(), sv, stream);
   Tensor qh = qd.to(Space::host, stream), sh = sd.to(Space::host, stream);
   Tensor s = Tensor::empty(DType::f32, {rows, g});  // [rows, groups] row-major
   for (int64_t r = 0; r < rows; ++r) {
@@ -355,16 +359,22 @@ std::pair<Tensor, Tensor> quant_f64_gpu(const Tensor& x, const Tensor& w, int64_
   return {qh, s};
 }
 
+/// TX = double: x f64; TX = float: x f32, which the GPU reads into fp64 and the ref gets converted.
+template <class TX>
 void check_quant_f64(int64_t rows, int64_t dim, int64_t pad, bool exact, bool mn_major, Stream& stream) {
   const int64_t ld = dim + pad, g = dim / 128;
-  const uint64_t seed = case_seed(6, uint64_t(rows), uint64_t(dim), uint64_t(pad) * 2 + exact);
-  Tensor x = activations<double>(rows, ld, seed, exact);
+  const uint64_t seed = case_seed(6, uint64_t(rows), uint64_t(dim), uint64_t(pad) * 4 + exact * 2 + sizeof(TX) / 8);
+  Tensor x = activations<TX>(rows, ld, seed, exact);
   Tensor w = weights(dim, seed + 7);
+  std::vector<double> xd(size_t(rows * dim));  // [rows, dim] x in f64 (exact)
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < dim; ++i) xd[size_t(r * dim + i)] = double(x.data_as<TX>()[r * ld + i]);
   // The ref with double scales: scale, quotient and its fp32 rounding as the oracle's simulation.
   Tensor qr = Tensor::empty(DType::f8_e4m3, {rows, dim}), sr = Tensor::empty(DType::f64, {rows, g});
-  ref::rmsnorm_quant_fp8<128>(x.view<const double, 2>().slice(1, 0, dim), w.view<const bf16, 1>(), kEps,
+  ref::rmsnorm_quant_fp8<128>(make_view<2>(xd.data(), {rows, dim}).as_const(), w.view<const bf16, 1>(), kEps,
                               qr.view<fp8_e4m3, 2>(), sr.view<double, 2>());
-  const auto [qh, sh] = quant_f64_gpu(x, w, dim, mn_major, stream);
+  const std::pair<Tensor, Tensor> got = quant_f64_gpu<TX>(x, w, dim, mn_major, stream);
+  const Tensor &qh = got.first, &sh = got.second;  // [rows, dim] codes, [rows, groups] scales
   int64_t q_differ = 0, s_differ = 0, s_bad = 0;
   for (int64_t i = 0; i < rows * dim; ++i) q_differ += qh.data_as<fp8_e4m3>()[i].bits != qr.data_as<fp8_e4m3>()[i].bits;
   for (int64_t i = 0; i < rows * g; ++i) {
@@ -372,7 +382,8 @@ void check_quant_f64(int64_t rows, int64_t dim, int64_t pad, bool exact, bool mn
     s_differ += std::memcmp(&a, &b, 4) != 0;
     s_bad += !(std::fabs(double(a) - double(b)) <= ulp_f32(b));
   }
-  INFO("rmsnorm_quant_fp8 f64 rows=", rows, " dim=", dim, " pad=", pad, std::string(exact ? " exact" : " random"),
+  INFO("rmsnorm_quant_fp8 fp64 x ", std::string(sizeof(TX) == 8 ? "f64" : "f32"), " rows=", rows, " dim=", dim,
+       " pad=", pad, std::string(exact ? " exact" : " random"),
        std::string(mn_major ? " MN-major" : " row-major"), ": codes differ ", q_differ, ", scales differ ", s_differ,
        " (bad ", s_bad, ")");
   CHECK(q_differ == 0);
@@ -414,7 +425,7 @@ void check_quant_ties(int64_t rows, int64_t dim, Stream& stream) {
   Tensor qr = Tensor::empty(DType::f8_e4m3, {rows, dim}), sr = Tensor::empty(DType::f64, {rows, dim / 128});
   ref::rmsnorm_quant_fp8<128>(x.view<const double, 2>(), w.view<const bf16, 1>(), kEps, qr.view<fp8_e4m3, 2>(),
                               sr.view<double, 2>());
-  const Tensor qh = quant_f64_gpu(x, w, dim, false, stream).first;
+  const Tensor qh = quant_f64_gpu<double>(x, w, dim, false, stream).first;
   int64_t ref_off = 0, gpu_off = 0;
   for (int64_t i = 0; i < rows * dim; ++i) {
     ref_off += qr.data_as<fp8_e4m3>()[i].bits != expect[size_t(i)];
@@ -484,14 +495,17 @@ TEST_CASE("rmsnorm_quant_fp8 matches the ref twin") {
   }
 }
 
-TEST_CASE("fp64 paths (f64 residual / input, f32 output) match the ref twins computing in fp64") {
+TEST_CASE("fp64 paths (f64 residual or input, or fp64 arithmetic; f32 outputs) match the ref twins in fp64") {
   Stream stream;
   for (int64_t rows : {1, 7, 129}) {
     for (int64_t dim : {7168, 256, 128, 7}) {  // 7: odd width, the element-wise path
       for (bool exact : {true, false}) {
         check_rmsnorm_f64(rows, dim, 0, exact, stream);
         check_add_rmsnorm_f64(rows, dim, 0, exact, stream);
-        if (dim % 128 == 0) check_quant_f64(rows, dim, 0, exact, rows % 2 == 1, stream);
+        if (dim % 128 == 0) {
+          check_quant_f64<double>(rows, dim, 0, exact, rows % 2 == 1, stream);
+          check_quant_f64<float>(rows, dim, 0, exact, rows % 2 == 0, stream);  // f32 read into fp64
+        }
       }
     }
   }
@@ -500,8 +514,11 @@ TEST_CASE("fp64 paths (f64 residual / input, f32 output) match the ref twins com
     check_rmsnorm_f64(3, 129, 0, exact, stream);
     check_add_rmsnorm_f64(5, 7168, 5, exact, stream);
     check_add_rmsnorm_f64(4, 256, 2, exact, stream);  // f64 rows 16-byte aligned, f32 ones not
-    check_quant_f64(5, 7168, 8, exact, true, stream);  // padded rows that stay 16-byte aligned
-    check_quant_f64(5, 256, 3, exact, false, stream);  // the element-wise loader
+    check_quant_f64<double>(5, 7168, 8, exact, true, stream);  // padded rows that stay 16-byte aligned
+    check_quant_f64<double>(5, 256, 3, exact, false, stream);  // the element-wise loader
+    check_quant_f64<float>(9, 1536, 0, exact, true, stream);  // R1's q_lora and kv_lora widths
+    check_quant_f64<float>(9, 512, 0, exact, false, stream);
+    check_quant_f64<float>(5, 256, 3, exact, true, stream);
   }
   check_rmsnorm_f64(0, 7168, 0, false, stream);  // no tokens: a no-op
 }

@@ -7,7 +7,8 @@
 // multiple of 8 and whose pointers allow it move in 16-byte vectors; other rows element by element.
 // The arithmetic runs in a compute type C derived from the storage types (norm_compute_t): fp32,
 // or fp64 when the residual, the input or the output is double, as the ref twins' compute_t (an
-// f64 residual stream then keeps the quantizers' inputs as exact as the oracle's, see rmsnorm.hpp).
+// f64 residual stream then keeps the quantizers' inputs as exact as the oracle's, see rmsnorm.hpp);
+// rmsnorm_quant_fp8 may also ask for fp64 with an f32 input (through RmsnormArgs' TR).
 // C is derived inside the kernel rather than passed as a template argument, so the kernels' names,
 // and the fp32 instantiations' code, are those of the fp32-only kernels.
 // Also holds the small vector load/store helpers the other elementwise kernels (swiglu, embedding)
@@ -25,13 +26,7 @@
 namespace r1::cuda::detail {
 
 // ---------------------------------------------------------------------------------------------
-// Compute types and correctly rounded arithmetic
-
-/// The arithmetic type of a kernel over these storage types: fp64 when any of them is double, fp32
-/// otherwise (bf16 and f32 operands compute in fp32): the ref twins' compute_t rule, so a kernel
-/// rounds where its ref twin does.
-template <class... T>
-using norm_compute_t = std::conditional_t<(std::is_same_v<T, double> || ...), double, float>;
+// Correctly rounded arithmetic in the compute type (norm_compute_t, rmsnorm.hpp)
 
 // IEEE round-to-nearest operations in fp32 or fp64, one name for both compute types: explicit
 // intrinsics, so nothing is contracted into a fused multiply-add or approximated where the ref
@@ -213,6 +208,8 @@ __device__ __forceinline__ C block_sum(C v, C* red) {
 
 enum class NormMode { plain, add, quant };
 
+/// TR is the residual's type in add mode. Quant mode reads no residual: there TR = double selects
+/// fp64 arithmetic for a bf16 / f32 x (the kernel computes in norm_compute_t<TR, TX, TY>).
 template <class TR, class TX, class TW, class TY>
 struct RmsnormArgs {
   const TX* x;             // [rows, dim] (ldx)
@@ -400,11 +397,13 @@ void add_rmsnorm(View<TR, 2> residual, View<const TX, 2> x, View<const TW, 1> w,
   detail::launch_rmsnorm<detail::NormMode::add, 128>(a, rows, vec, stream);
 }
 
-template <int Group, class TX, class TW>
+template <int Group, class TX, class TW, class C>
 void rmsnorm_quant_fp8(View<const TX, 2> x, View<const TW, 1> w, float eps, View<fp8_e4m3, 2> yq,
                        View<float, 2> ys, stream_t stream) {
   static_assert(std::is_same_v<TX, bf16> || std::is_same_v<TX, float> || std::is_same_v<TX, double>,
                 "rmsnorm_quant_fp8: x is bf16, f32 or f64");
+  static_assert(std::is_same_v<C, double> || (std::is_same_v<C, float> && !std::is_same_v<TX, double>),
+                "rmsnorm_quant_fp8: the compute type is float or double, double for f64 x");
   const char* op = "cuda.rmsnorm_quant_fp8";
   detail::require_device(x, op, "x");
   detail::require_device(yq, op, "yq");
@@ -423,7 +422,7 @@ void rmsnorm_quant_fp8(View<const TX, 2> x, View<const TW, 1> w, float eps, View
   detail::require_int32(dim, op, "dim");
   if (rows == 0) return;
   R1_CHECK(dim > 0, op, "dim must be positive");
-  detail::RmsnormArgs<float, TX, TW, float> a{};
+  detail::RmsnormArgs<C, TX, TW, float> a{};  // no residual: TR carries the compute type
   a.x = x.data;
   a.w = w.data;
   a.yq = reinterpret_cast<uint8_t*>(yq.data);
