@@ -20,7 +20,9 @@
 // e4m3 as the simulation does, so inputs sitting exactly on an e4m3 rounding tie (the first
 // layer's normalized embeddings, products of bf16 values, have them) stay on it and round to even;
 // fp32 arithmetic there moved one of tiny-r1-mtp's off its tie, and the flipped code cascaded
-// (docs/model.md, "FP8 native with f32 activations"). Every other quantizer reads fp32 values.
+// (docs/model.md, "FP8 native with f32 activations"). The norms of q_a's and kv_a's f32 outputs
+// quantize in fp64 too (quant_norm_t): their fp32 scales, one f32 ulp off the simulation's, were
+// the next departure. Every other quantizer (act_quant) reads fp32 values in fp32.
 #pragma once
 
 #include "r1/core/config.hpp"
@@ -71,6 +73,12 @@ struct DeviceBatch {
 template <class TA>
 using residual_t = std::conditional_t<std::is_same_v<TA, float>, double, float>;
 
+/// The arithmetic of the norms of TA projections (q_a, kv_a) that FP8 native quantizes: fp64 with
+/// f32 activations (the f32 outputs read exactly into fp64, as the residual's norms), fp32 with
+/// bf16 ones.
+template <class TA>
+using quant_norm_t = std::conditional_t<std::is_same_v<TA, float>, double, float>;
+
 /// What every layer of one forward shares.
 struct LayerContext {
   Workspace* ws = nullptr;
@@ -100,16 +108,16 @@ QuantAct quantize(const LayerContext& c, View<const TX, 2> x) {
   return QuantAct{q.view<const fp8_e4m3, 2>(), sv};
 }
 
-/// rmsnorm(x) * w quantized 1 x 128 without rounding the norm's output in between (in fp64 for an
-/// f64 x).
+/// rmsnorm(x) * w quantized 1 x 128 without rounding the norm's output in between, computed in C
+/// (by default fp64 for an f64 x, else fp32).
 /// @param x [rows, K] f64, f32 or bf16 (the residual stream, or a projection)
-template <class TX>
+template <class TX, class C = cuda::norm_compute_t<TX>>
 QuantAct norm_quantize(const LayerContext& c, View<const TX, 2> x, const DeviceNorm& n) {
   const int64_t m = x.shape[0], k = x.shape[1];
   Tensor q = c.ws->take(DType::f8_e4m3, {m, k});    // [rows, K]
   Tensor s = c.ws->take(DType::f32, {k / 128, m});  // [K / 128, rows]
   const View<float, 2> sv = cuda::mn_major_scales(s.data_as<float>(), m, k / 128);  // [rows, K / 128]
-  cuda::rmsnorm_quant_fp8<128>(x, n.view(), n.eps, q.view<fp8_e4m3, 2>(), sv, c.stream());
+  cuda::rmsnorm_quant_fp8<128, TX, bf16, C>(x, n.view(), n.eps, q.view<fp8_e4m3, 2>(), sv, c.stream());
   return QuantAct{q.view<const fp8_e4m3, 2>(), sv};
 }
 
@@ -250,7 +258,8 @@ class DeviceDecoderLayer {
       Tensor cq = c.ws->take(dtype_v<TA>, {n, g.q_lora_rank});  // [rows, q_lora]
       apply_linear<TA>(c, m.q_a, x, xq, cq.view<TA, 2>());
       if (m.q_b.native()) {
-        apply_linear<TA>(c, m.q_b, {}, norm_quantize(c, cq.view<const TA, 2>(), m.q_norm), q.view<TA, 2>());
+        const QuantAct cq_q = norm_quantize<TA, quant_norm_t<TA>>(c, cq.view<const TA, 2>(), m.q_norm);
+        apply_linear<TA>(c, m.q_b, {}, cq_q, q.view<TA, 2>());
       } else {
         cuda::rmsnorm(cq.view<const TA, 2>(), m.q_norm.view(), m.q_norm.eps, cq.view<TA, 2>(), s);
         apply_linear<TA>(c, m.q_b, cq.view<const TA, 2>(), {}, q.view<TA, 2>());
@@ -275,7 +284,7 @@ class DeviceDecoderLayer {
     constexpr bool f32 = std::is_same_v<TA, float>;
     QuantAct lat_q;
     if (m.kv_b.native() && (b.start == 0 || f32)) {
-      lat_q = norm_quantize(c, kvv.slice(1, 0, rank).as_const(), m.kv_norm);
+      lat_q = norm_quantize<TA, quant_norm_t<TA>>(c, kvv.slice(1, 0, rank).as_const(), m.kv_norm);
     }
     if constexpr (f32) {
       if (lat_q.defined()) {
