@@ -123,10 +123,11 @@ TensorMap full_weights() {
 // median >= 0.995 and worst >= 0.9, which any real defect (a wrong scale layout, a wrong expert)
 // breaks by far. With f32 activations (fp32 GEMMs and attention, every quantizer reading fp32
 // values) the GPU tracks the fp64 host in dequant mode: measured cosine 1.0 (max abs error 3e-6),
-// bound median >= 0.99999, worst >= 0.9999. Native with f32 activations measured prefill median 1.0
-// / worst 0.99928 and decode median 0.99934 / worst 0.99933, bound median >= 0.999, worst >= 0.998:
-// fp32 arithmetic resolves e4m3 rounding ties differently from the host's fp64 and the flipped
-// codes cascade (docs/model.md, "FP8 native with f32 activations", the open item).
+// bound median >= 0.99999, worst >= 0.9999. Native with f32 activations (f64 residual, fp64 norms
+// before the quantizers) measured cosine 1.0 prefill and decode (max abs error 1.3e-3 of logits up
+// to 3.5), bound median >= 0.99999, worst >= 0.9999; before the f64 residual, fp32 arithmetic
+// resolved e4m3 rounding ties differently from the host's fp64 and the flipped codes cascaded
+// (decode median 0.99934; docs/model.md, "FP8 native with f32 activations").
 struct Bounds {
   double median, worst;
 };
@@ -164,7 +165,7 @@ void check_mode(const TensorMap& w, const ModelConfig& cfg, quant::Fp8Compute mo
   const CudaGenerateResult dev = generate_cuda_batch(dm, {prompt}, g);
   const GenerateResult& d = dev.sequences[0];
   const bool native = mode == quant::Fp8Compute::native;
-  const Bounds b = act == Activations::f32 ? (native ? Bounds{0.999, 0.998} : Bounds{0.99999, 0.9999})
+  const Bounds b = act == Activations::f32 ? Bounds{0.99999, 0.9999}
                   : native                   ? Bounds{0.995, 0.9}
                                              : Bounds{0.999, 0.98};
   compare(name + " prefill", d.prefill_logits, host.prefill_logits, int64_t(prompt.size()), b);
