@@ -33,6 +33,15 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], uint32_t add
                : "r"(addr));
 }
 
+/// 2^x with results below 2^-126 flushed to zero: one MUFU.EX2. exp2f also handles subnormal
+/// results (a compare and two predicated multiplies per call), which softmax weights of bf16
+/// tensor-core attention never need: such a weight is under 1e-38 of the row's largest, which is 1.
+__device__ __forceinline__ float exp2_ftz(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
 /// Two floats as a bf16x2 register (lo in the low half: the lower column / k index).
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   return uint32_t(bf16(lo).bits) | (uint32_t(bf16(hi).bits) << 16);

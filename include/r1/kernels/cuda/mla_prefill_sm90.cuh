@@ -132,13 +132,13 @@ struct Softmax {
       // scale > 0, so the max of raw scores is the max of scaled ones; a row with nothing visible
       // yet (m_new = -inf) stays empty: its exponent base is 0 and its P row all zeros.
       m_use[r] = m_new == -INFINITY ? 0.0f : m_new * scale_log2;
-      alpha[r] = m_run[r] == -INFINITY ? 0.0f : exp2f(m_run[r] * scale_log2 - m_use[r]);
+      alpha[r] = m_run[r] == -INFINITY ? 0.0f : mla::exp2_ftz(m_run[r] * scale_log2 - m_use[r]);
       m_run[r] = m_new;
     }
     float rs[2] = {0.0f, 0.0f};
 #pragma unroll
     for (int i = 0; i < 64; ++i) {
-      const float pe = exp2f(fmaf(sacc[i], scale_log2, -m_use[(i >> 1) & 1]));  // one FFMA + MUFU
+      const float pe = mla::exp2_ftz(fmaf(sacc[i], scale_log2, -m_use[(i >> 1) & 1]));  // one FFMA + MUFU
       sacc[i] = pe;
       rs[(i >> 1) & 1] += pe;
     }
@@ -166,6 +166,7 @@ __device__ __forceinline__ void issue_s(float (&sacc)[64], uint32_t q_base, uint
 /// O += P V for one key tile (issued and committed, not waited for): V [128 keys, 128] is the
 /// MN-major B operand, two n64 halves of one 64-column swizzle atom each.
 __device__ __forceinline__ void issue_pv(float (&o)[2][32], const uint32_t (&pa)[8][4], uint32_t v_base) {
+  W::wgmma_fence();  // O and P were written since the last fence
 #pragma unroll
   for (int kk = 0; kk < BN / 16; ++kk) {
 #pragma unroll
@@ -173,6 +174,15 @@ __device__ __forceinline__ void issue_pv(float (&o)[2][32], const uint32_t (&pa)
       wgmma_m64n64k16_rs_tb(o[hv], pa[kk], smem_desc_mn_sw128(v_base + uint32_t(hv) * SUB + uint32_t(kk) * 2048u), 1);
   }
   W::wgmma_commit();
+}
+
+/// O *= alpha per row (the accumulator's rows: element i belongs to row (i >> 1) & 1 of the thread).
+__device__ __forceinline__ void rescale_o(float (&o)[2][32], const float (&alpha)[2]) {
+#pragma unroll
+  for (int i = 0; i < 32; ++i) {
+    o[0][i] *= alpha[(i >> 1) & 1];
+    o[1][i] *= alpha[(i >> 1) & 1];
+  }
 }
 
 /// P (fp32, in the S accumulator layout) as wgmma A fragments: k-step kk (keys 16kk .. 16kk + 15)
@@ -286,8 +296,9 @@ __global__ void __launch_bounds__(THREADS, 1)
 
   // FlashAttention-3's intra-warpgroup overlap: iteration j issues S_j = Q K_j^T and then
   // O += P_{j-1} V_{j-1} back to back, waits only for S_j and computes its softmax (exp on the
-  // MUFU, max / sum on the FMA pipes) while the tensor cores still run P_{j-1} V_{j-1}; O is
-  // rescaled by alpha_j once that GEMM is done (O_j = alpha_j (O_{j-1} + P_{j-1} V_{j-1}) + ...).
+  // MUFU, max / sum on the FMA pipes) while the tensor cores still run P_{j-1} V_{j-1}. O is
+  // rescaled by alpha_{j-1} = exp2(m_{j-2} - m_{j-1}) between the two issues, while S_j runs, so
+  // at the top of iteration j O holds P_i V_i for i < j - 1 relative to m_{j-2}.
   // With kPingpong the two consumer warpgroups also take turns issuing their GEMMs (named barriers
   // 1 and 2, FlashAttention-3's inter-warpgroup schedule): one's GEMMs run while the other does
   // its softmax. Each issue unit (S_0; S_j + P_{j-1} V_{j-1}; the last P V) waits for the other
@@ -322,6 +333,7 @@ __global__ void __launch_bounds__(THREADS, 1)
     fence_regs(o[1]);
     turn_wait();
     issue_s(sacc, q_base, k_addr(s));
+    rescale_o(o, alpha);  // by alpha_{j-1}, while S_j runs
     issue_pv(o, pa, v_addr(sp));
     turn_pass(false);
     wgmma_wait<1>();  // S_j is done; P_{j-1} V_{j-1} may still run
@@ -332,11 +344,6 @@ __global__ void __launch_bounds__(THREADS, 1)
     fence_regs(o[0]);
     fence_regs(o[1]);
     if (lane == 0) W::mbar_arrive(v_empty(sp));
-#pragma unroll
-    for (int i = 0; i < 32; ++i) {
-      o[0][i] *= alpha[(i >> 1) & 1];
-      o[1][i] *= alpha[(i >> 1) & 1];
-    }
     pack_p(sacc, pa);
   }
   {
@@ -345,7 +352,7 @@ __global__ void __launch_bounds__(THREADS, 1)
     fence_regs(o[0]);
     fence_regs(o[1]);
     turn_wait();
-    W::wgmma_fence();
+    rescale_o(o, alpha);
     issue_pv(o, pa, v_addr(sl));
     turn_pass(true);
     wgmma_wait<0>();
