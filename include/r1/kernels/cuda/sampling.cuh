@@ -58,8 +58,8 @@ inline constexpr int kSampleTargetBlocks = 1024;
 inline constexpr int kSampleMaxChunks = 256;
 inline constexpr int kSampleMinChunk = 32;
 inline constexpr int kSampleMaxRows = 256;
-// Argmax is one light pass: ranges of at least 1024 tokens, any number of them.
-inline constexpr int kArgmaxTargetBlocks = 1024;
+// Argmax is one light pass: ranges of at least 1024 tokens, as many blocks as are resident at once
+// (launch_argmax).
 inline constexpr int kArgmaxMinChunk = 1024;
 static_assert(kSampleMaxChunks <= kSampleThreads, "a row's ranges are reduced one per thread");
 static_assert(kSampleMaxBins % kSampleThreads == 0 && kSampleMaxBins / kSampleThreads <= 8, "bins per thread");
@@ -78,6 +78,17 @@ inline RowSplit split_rows(int64_t rows, int64_t vocab, int64_t target_blocks, i
                            int64_t min_len) {
   const int64_t most = std::min(max_chunks, ceil_div(vocab, min_len));
   const int64_t want = std::clamp<int64_t>(ceil_div(target_blocks, rows), 1, most);
+  const int64_t len = ceil_div(vocab, want);
+  return RowSplit{int(ceil_div(vocab, len)), int(len)};
+}
+
+/// At most `resident` blocks (one wave) over `rows` rows when rows < resident: floor(resident /
+/// rows) ranges per row of at least `min_len` tokens, one range per row otherwise. A second,
+/// partly filled wave would leave most SMs idle for a whole block's time: 1024 blocks with 792
+/// resident (argmax, 6 blocks per SM on an H100) took 69.7 us at batch 256, 62% of copy bandwidth.
+inline RowSplit split_rows_one_wave(int64_t rows, int64_t vocab, int64_t resident, int64_t min_len) {
+  const int64_t most = std::max<int64_t>(1, ceil_div(vocab, min_len));
+  const int64_t want = std::clamp<int64_t>(resident / std::max<int64_t>(rows, 1), 1, most);
   const int64_t len = ceil_div(vocab, want);
   return RowSplit{int(ceil_div(vocab, len)), int(len)};
 }
@@ -691,7 +702,8 @@ void launch_argmax(View<const T, 2> logits, View<int32_t, 1> out, stream_t strea
   a.vocab = int(vocab);
   a.out = out.data;
   a.out_stride = out.stride[0];
-  a.split = split_rows(batch, vocab, kArgmaxTargetBlocks, kArgmaxTargetBlocks, kArgmaxMinChunk);
+  const KernelInfo& k = prepare_kernel<argmax_kernel<T>>(kSampleThreads, 0, "cuda.argmax");
+  a.split = split_rows_one_wave(batch, vocab, int64_t(k.blocks_per_sm) * current_device().sms, kArgmaxMinChunk);
   Tensor part;  // [batch, chunks] ArgmaxPart (8 bytes each, as i64), when rows are split
   if (a.split.chunks > 1) {
     part = Tensor::empty(DType::i64, {batch, int64_t(a.split.chunks)}, Space::cuda, stream);
