@@ -148,7 +148,7 @@ Tensor abs_copy(const Tensor& t) {
 Acts abs_of(const Acts& a) {
   Acts r = a;
   r.x = abs_copy(a.x);
-  if (a.xq.numel() > 0) r.xq = abs_copy(a.xq);  // xs: scales are positive
+  if (a.xq.defined()) r.xq = abs_copy(a.xq);  // (fp8 native only; xs: scales are positive)
   return r;
 }
 HostWeights abs_of(const HostWeights& w) {
@@ -235,7 +235,8 @@ void run_dense(Variant v, const Case& c, Stream& stream) {
   }
   Tensor yh = y.to(Space::host, stream);
   const Compare r = compare_to_magnitude(yh.view<const float, 2>().slice(1, 0, c.n), refv.as_const(), magv.as_const());
-  INFO(std::string(variant_name(v)), " M=", c.m, " N=", c.n, " K=", c.k, " x_pad=", c.x_pad, " w_pad=", c.w_pad,
+  const std::string vname = variant_name(v);  // INFO keeps references: no temporaries
+  INFO(vname, " M=", c.m, " N=", c.n, " K=", c.k, " x_pad=", c.x_pad, " w_pad=", c.w_pad,
        " y_pad=", c.y_pad, " offset=", c.offset, " transposed scales=", c.transposed_scales, ": ", r.str());
   CHECK(r.nonfinite == 0);
   CHECK(r.rel_norm <= kTol);
@@ -342,7 +343,8 @@ void check_grouped_output(Variant v, const Acts& a, const HostWeights& hw, const
   const int64_t lo = c.front(), hi = c.back();
   const Compare r = compare_to_magnitude(yh.view<const float, 2>().slice(0, lo, hi).slice(1, 0, n),
                                          refv.as_const().slice(0, lo, hi), magv.as_const().slice(0, lo, hi));
-  INFO(std::string(variant_name(v)), " ", what, " E=", experts, " R=", rows, " N=", n, " K=", hw.w.size(2),
+  const std::string vname = variant_name(v);  // INFO keeps references: no temporaries
+  INFO(vname, " ", what, " E=", experts, " R=", rows, " N=", n, " K=", hw.w.size(2),
        " owned rows [", lo, ", ", hi, ") pointers=", we.pointers, ": ", r.str());
   CHECK(r.nonfinite == 0);
   CHECK(r.rel_norm <= kTol);
