@@ -25,10 +25,10 @@
 // element error at 4096 keys (simulated), so 1e-5 and 2e-5. A single bf16 rounding anywhere (of
 // q_lat, P, an output: 2^-9 relative, 1.5e-3 in norm) or a TF32 / fp16 one (2^-11) fails them by
 // two orders of magnitude.
-#include <cstdlib>
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cmath>
 #include <cstring>
 #include <numeric>
@@ -229,14 +229,18 @@ TEST_CASE("mla_attention_expanded matches the ref twin") {
     check_expanded(200, 2, 128, 64, 128, 777, stream);
     check_expanded(1024, 1, 128, 64, 128, 0, stream);
   }
-  SUBCASE("R1 dims, the sm_90a kernel without its inter-warpgroup schedule") {
-    // R1_MLA_PREFILL_PINGPONG=0 selects the other consumer schedule (read at every launch)
-    ::setenv("R1_MLA_PREFILL_PINGPONG", "0", 1);
+  SUBCASE("R1 dims, more work items (query tile, head) than SMs: persistent blocks take several") {
+    // back to back: each launch must find its work counter zeroed by the one before
+    check_expanded(129, 128, 128, 64, 128, 0, stream);    // 256 items
+    check_expanded(300, 64, 128, 64, 128, 0, stream);     // 192 items of 3 tile heights
+    check_expanded(200, 96, 128, 64, 128, 777, stream);   // 192 items after a cached prefix
+  }
+  SUBCASE("R1 dims, one block per item (R1_MLA_PREFILL_PERSISTENT=0)") {
+    ::setenv("R1_MLA_PREFILL_PERSISTENT", "0", 1);
     check_expanded(1, 128, 128, 64, 128, 0, stream);
-    check_expanded(129, 16, 128, 64, 128, 0, stream);
+    check_expanded(129, 128, 128, 64, 128, 0, stream);
     check_expanded(200, 2, 128, 64, 128, 777, stream);
-    check_expanded(1024, 1, 128, 64, 128, 0, stream);
-    ::unsetenv("R1_MLA_PREFILL_PINGPONG");
+    ::unsetenv("R1_MLA_PREFILL_PERSISTENT");
   }
   SUBCASE("dims beyond the tensor-core kernels: fallback") {
     check_expanded(9, 2, 192, 64, 160, 4, stream);
