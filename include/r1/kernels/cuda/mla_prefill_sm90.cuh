@@ -232,8 +232,7 @@ __device__ __forceinline__ void pack_p(const float (&sacc)[64], uint32_t (&pa)[8
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 
 /// Raises the transaction count of the barrier's current phase without arriving. q_full's producer
-/// arrives with a plain arrive after it, which publishes `item` (a release that racecheck models;
-/// it reported the read of `item` as racing the write when arrive.expect_tx published it).
+/// arrives with a plain arrive after it, which publishes `item`.
 __device__ __forceinline__ void expect_tx(uint32_t bar, uint32_t bytes) {
   asm volatile("mbarrier.expect_tx.relaxed.cta.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
 }
@@ -367,7 +366,11 @@ __global__ void __launch_bounds__(THREADS, 1)
   int kc = 0;  // key tiles consumed so far, over all items (the rings' counter)
   for (int n = 0;; ++n) {
     W::mbar_wait(q_full, uint32_t(n) & 1u);
-    const int i = *static_cast<volatile int*>(&item);
+    // lane 0 reads `item` and arrives on q_empty after it: its own arrive orders the read before
+    // the producer's next write (with all lanes reading, racecheck flagged the other lanes' reads)
+    int i = 0;
+    if (lane == 0) i = *static_cast<volatile int*>(&item);
+    i = __shfl_sync(0xffffffffu, i, 0);
     if (i < 0) break;
     const Tile tl = tile_of(p, i);
     const int row0 = tl.m0 + 64 * c + 16 * warp + lane / 4;  // token of this thread's first row; second: + 8
