@@ -187,6 +187,28 @@ void check_native(const std::string& dir, Activations act, double min_cosine, Na
 }
 }  // namespace
 
+namespace {
+/// --mtp on `dir` (loaded with its MTP module) must give exactly the plain greedy ids, the
+/// property speculative decoding has to keep, and draft something; the oracle's ids under
+/// `ids_key` are the README's bound (WARN: see check_fixture).
+void check_mtp(const std::string& dir, quant::Fp8Compute fp8, Activations act, const char* ids_key) {
+  CAPTURE(dir);
+  const Oracle ref(dir);
+  const CudaDeepseekV3 model = load_cuda(dir, fp8, true, act);
+  REQUIRE(model.has_mtp());
+  const std::vector<int32_t> prompt = ref.ids("input_ids"), want = ref.ids(ids_key);
+  GenerateOptions g = greedy_opts(int(want.size() - prompt.size()));
+  const GenerateResult plain = generate_cuda(model, prompt, g);
+  g.mtp = true;
+  const GenerateResult spec = generate_cuda(model, prompt, g);
+  MESSAGE(dir, " (", model.policy_name(), "): MTP accepted ", spec.stats.accepted, " of ", spec.stats.drafted,
+          " drafts");
+  CHECK(spec.ids == plain.ids);
+  WARN(common_prefix(spec.ids, want) >= std::min(want.size(), prompt.size() + 8));
+  CHECK(spec.stats.drafted > 0);
+}
+}  // namespace
+
 TEST_CASE("cuda model: tiny-r1-mtp (native) matches the activation-quantized oracle") {
   check_native("tiny-r1-mtp", Activations::bf16, 0.9999, {0.995, 0, 0.75, 1});
 }
@@ -227,19 +249,8 @@ TEST_CASE("cuda model, f32 activations: FP8 native against the activation-quanti
   // measured: median 0.99994, worst 0.99938, 16 of 16 ids.
   check_native("tiny-v3-fp8-mtp", Activations::f32, 0.999, {0.9999, 0.999, 0, 16});
   // --mtp with --fp8 native: the speculative path must give exactly the plain greedy ids
-  for (const std::string dir : {"tiny-r1-mtp", "tiny-v3-fp8-mtp"}) {
-    CAPTURE(dir);
-    const Oracle ref(dir);
-    const CudaDeepseekV3 model = load_cuda(dir, quant::Fp8Compute::native, true, Activations::f32);
-    REQUIRE(model.has_mtp());
-    const std::vector<int32_t> prompt = ref.ids("input_ids"), want = ref.ids("fp8_act_sim_generated_ids");
-    GenerateOptions g = greedy_opts(int(want.size() - prompt.size()));
-    const GenerateResult plain = generate_cuda(model, prompt, g);
-    g.mtp = true;
-    const GenerateResult spec = generate_cuda(model, prompt, g);
-    MESSAGE(dir, " f32 native: MTP accepted ", spec.stats.accepted, " of ", spec.stats.drafted, " drafts");
-    CHECK(spec.ids == plain.ids);
-    CHECK(spec.stats.drafted > 0);
+  for (const char* dir : {"tiny-r1-mtp", "tiny-v3-fp8-mtp"}) {
+    check_mtp(dir, quant::Fp8Compute::native, Activations::f32, "fp8_act_sim_generated_ids");
   }
 }
 
@@ -304,20 +315,8 @@ TEST_CASE("cuda model, f32 activations: MTP keeps the greedy ids; graph replay e
 }
 
 TEST_CASE("cuda model: MTP speculative decoding yields exactly the greedy ids") {
-  for (const std::string dir : {"tiny-r1-mtp", "tiny-v3-fp8-mtp"}) {
-    CAPTURE(dir);
-    const Oracle ref(dir);
-    const CudaDeepseekV3 model = load_cuda(dir, quant::Fp8Compute::dequant, true);
-    REQUIRE(model.has_mtp());
-    const std::vector<int32_t> prompt = ref.ids("input_ids"), want = ref.ids("generated_ids");
-    GenerateOptions g = greedy_opts(int(want.size() - prompt.size()));
-    const GenerateResult plain = generate_cuda(model, prompt, g);
-    g.mtp = true;
-    const GenerateResult spec = generate_cuda(model, prompt, g);
-    MESSAGE(dir, ": MTP accepted ", spec.stats.accepted, " of ", spec.stats.drafted, " drafts");
-    CHECK(spec.ids == plain.ids);  // the property MTP decoding must keep, exactly
-    WARN(common_prefix(spec.ids, want) >= std::min(want.size(), prompt.size() + 8));  // see check_fixture
-    CHECK(spec.stats.drafted > 0);
+  for (const char* dir : {"tiny-r1-mtp", "tiny-v3-fp8-mtp"}) {
+    check_mtp(dir, quant::Fp8Compute::dequant, Activations::bf16, "generated_ids");
   }
 }
 

@@ -194,6 +194,32 @@ void check_add_rmsnorm(int64_t rows, int64_t dim, int64_t pad, bool exact, Strea
   check_diff(d, exact, rows * dim, std::is_same_v<TY, float>);
 }
 
+/// Runs cuda::rmsnorm_quant_fp8 computing in TC (float, or double: fp64 arithmetic on an f32 or
+/// f64 x) on host x [rows, ld] of TX (columns [0, dim)) and weight w, into poisoned outputs with
+/// row-major or MN-major scales; returns codes [rows, dim] and scales [rows, dim / 128] (row-major)
+/// on the host.
+template <class TX, class TC>
+std::pair<Tensor, Tensor> quant_gpu(const Tensor& x, const Tensor& w, int64_t dim, bool mn_major, Stream& stream) {
+  const int64_t rows = x.size(0), g = dim / 128;
+  Tensor xd = x.to(Space::cuda, stream), wd = w.to(Space::cuda, stream);
+  Tensor qd = Tensor::empty(DType::f8_e4m3, {rows, dim}, Space::cuda, stream);
+  Tensor sd = Tensor::empty(DType::f32, {rows * g}, Space::cuda, stream);
+  poison(qd, stream);
+  poison(sd, stream);
+  const View<float, 2> sv = mn_major ? cuda::mn_major_scales(sd.data_as<float>(), rows, g)
+                                     : make_view<2>(sd.data_as<float>(), {rows, g}, Space::cuda);
+  cuda::rmsnorm_quant_fp8<128, TX, bf16, TC>(xd.view<const TX, 2>().slice(1, 0, dim), wd.view<const bf16, 1>(), kEps,
+                                             qd.view<fp8_e4m3, 2>(), sv, stream);
+  Tensor qh = qd.to(Space::host, stream), sh = sd.to(Space::host, stream);
+  Tensor s = Tensor::empty(DType::f32, {rows, g});  // [rows, groups] row-major
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 0; j < g; ++j) {
+      s.data_as<float>()[r * g + j] = sh.data_as<float>()[mn_major ? j * rows + r : r * g + j];
+    }
+  }
+  return {qh, s};
+}
+
 template <class TX>
 void check_quant(int64_t rows, int64_t dim, int64_t pad, bool exact, bool mn_major, Stream& stream) {
   const int64_t ld = dim + pad, g = dim / 128;
@@ -203,16 +229,8 @@ void check_quant(int64_t rows, int64_t dim, int64_t pad, bool exact, bool mn_maj
   Tensor qr = Tensor::empty(DType::f8_e4m3, {rows, dim}), sr = Tensor::empty(DType::f32, {rows, g});
   ref::rmsnorm_quant_fp8<128>(x.view<const TX, 2>().slice(1, 0, dim), w.view<const bf16, 1>(), kEps,
                               qr.view<fp8_e4m3, 2>(), sr.view<float, 2>());
-  Tensor xd = x.to(Space::cuda, stream), wd = w.to(Space::cuda, stream);
-  Tensor qd = Tensor::empty(DType::f8_e4m3, {rows, dim}, Space::cuda, stream);
-  Tensor sd = Tensor::empty(DType::f32, {rows * g}, Space::cuda, stream);
-  poison(qd, stream);
-  poison(sd, stream);
-  const View<float, 2> sv = mn_major ? cuda::mn_major_scales(sd.data_as<float>(), rows, g)
-                                     : make_view<2>(sd.data_as<float>(), {rows, g}, Space::cuda);
-  cuda::rmsnorm_quant_fp8<128, TX, bf16>(xd.view<const TX, 2>().slice(1, 0, dim), wd.view<const bf16, 1>(), kEps,
-                                         qd.view<fp8_e4m3, 2>(), sv, stream);
-  Tensor qh = qd.to(Space::host, stream), sh = sd.to(Space::host, stream);
+  const std::pair<Tensor, Tensor> got = quant_gpu<TX, float>(x, w, dim, mn_major, stream);
+  const Tensor &qh = got.first, &sh = got.second;  // [rows, dim] codes, [rows, groups] scales
   int64_t q_differ = 0, q_bad = 0, s_differ = 0, s_bad = 0;
   for (int64_t i = 0; i < rows * dim; ++i) {
     const uint8_t a = qh.data_as<fp8_e4m3>()[i].bits, b = qr.data_as<fp8_e4m3>()[i].bits;
@@ -225,7 +243,7 @@ void check_quant(int64_t rows, int64_t dim, int64_t pad, bool exact, bool mn_maj
   }
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t j = 0; j < g; ++j) {
-      const float a = sh.data_as<float>()[mn_major ? j * rows + r : r * g + j], b = sr.data_as<float>()[r * g + j];
+      const float a = sh.data_as<float>()[r * g + j], b = sr.data_as<float>()[r * g + j];
       s_differ += std::memcmp(&a, &b, 4) != 0;
       s_bad += !(std::fabs(double(a) - double(b)) <= 1e-5 * double(b));
     }
@@ -334,31 +352,6 @@ void check_add_rmsnorm_f64(int64_t rows, int64_t dim, int64_t pad, bool exact, S
   if (pad > 0) CHECK(touched_padding(got, dim) == 0);
 }
 
-/// Runs cuda::rmsnorm_quant_fp8 computing in fp64 on host x [rows, ld] of TX (f64, or f32 read
-/// into fp64; columns [0, dim)) and weight w; returns codes [rows, dim] and scales [rows, dim / 128]
-/// on the host.
-template <class TX>
-std::pair<Tensor, Tensor> quant_f64_gpu(const Tensor& x, const Tensor& w, int64_t dim, bool mn_major, Stream& stream) {
-  const int64_t rows = x.size(0), g = dim / 128;
-  Tensor xd = x.to(Space::cuda, stream), wd = w.to(Space::cuda, stream);
-  Tensor qd = Tensor::empty(DType::f8_e4m3, {rows, dim}, Space::cuda, stream);
-  Tensor sd = Tensor::empty(DType::f32, {rows * g}, Space::cuda, stream);
-  poison(qd, stream);
-  poison(sd, stream);
-  const View<float, 2> sv = mn_major ? cuda::mn_major_scales(sd.data_as<float>(), rows, g)
-                                     : make_view<2>(sd.data_as<float>(), {rows, g}, Space::cuda);
-  cuda::rmsnorm_quant_fp8<128, TX, bf16, double>(xd.view<const TX, 2>().slice(1, 0, dim), wd.view<const bf16, 1>(),
-                                                 kEps, qd.view<fp8_e4m3, 2>(), sv, stream);
-  Tensor qh = qd.to(Space::host, stream), sh = sd.to(Space::host, stream);
-  Tensor s = Tensor::empty(DType::f32, {rows, g});  // [rows, groups] row-major
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t j = 0; j < g; ++j) {
-      s.data_as<float>()[r * g + j] = sh.data_as<float>()[mn_major ? j * rows + r : r * g + j];
-    }
-  }
-  return {qh, s};
-}
-
 /// TX = double: x f64; TX = float: x f32, which the GPU reads into fp64 and the ref gets converted.
 template <class TX>
 void check_quant_f64(int64_t rows, int64_t dim, int64_t pad, bool exact, bool mn_major, Stream& stream) {
@@ -373,7 +366,7 @@ void check_quant_f64(int64_t rows, int64_t dim, int64_t pad, bool exact, bool mn
   Tensor qr = Tensor::empty(DType::f8_e4m3, {rows, dim}), sr = Tensor::empty(DType::f64, {rows, g});
   ref::rmsnorm_quant_fp8<128>(make_view<2>(xd.data(), {rows, dim}).as_const(), w.view<const bf16, 1>(), kEps,
                               qr.view<fp8_e4m3, 2>(), sr.view<double, 2>());
-  const std::pair<Tensor, Tensor> got = quant_f64_gpu<TX>(x, w, dim, mn_major, stream);
+  const std::pair<Tensor, Tensor> got = quant_gpu<TX, double>(x, w, dim, mn_major, stream);
   const Tensor &qh = got.first, &sh = got.second;  // [rows, dim] codes, [rows, groups] scales
   int64_t q_differ = 0, s_differ = 0, s_bad = 0;
   for (int64_t i = 0; i < rows * dim; ++i) q_differ += qh.data_as<fp8_e4m3>()[i].bits != qr.data_as<fp8_e4m3>()[i].bits;
@@ -425,7 +418,7 @@ void check_quant_ties(int64_t rows, int64_t dim, Stream& stream) {
   Tensor qr = Tensor::empty(DType::f8_e4m3, {rows, dim}), sr = Tensor::empty(DType::f64, {rows, dim / 128});
   ref::rmsnorm_quant_fp8<128>(x.view<const double, 2>(), w.view<const bf16, 1>(), kEps, qr.view<fp8_e4m3, 2>(),
                               sr.view<double, 2>());
-  const Tensor qh = quant_f64_gpu<double>(x, w, dim, false, stream).first;
+  const Tensor qh = quant_gpu<double, double>(x, w, dim, false, stream).first;
   int64_t ref_off = 0, gpu_off = 0;
   for (int64_t i = 0; i < rows * dim; ++i) {
     ref_off += qr.data_as<fp8_e4m3>()[i].bits != expect[size_t(i)];
