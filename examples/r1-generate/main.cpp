@@ -243,7 +243,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--activations", o.activations,
                  "--device cuda: bf16 (tensor-core GEMMs and attention; the fast path) or f32 (every "
-                 "activation and the latent cache in f32, fp32 GEMMs: tracks an fp64 reference, slower)")
+                 "activation and the latent cache in f32, an f64 residual, fp32 GEMMs: tracks an fp64 "
+                 "reference, and with --fp8 native makes the e4m3 decisions of an fp64 simulation; slower)")
       ->check(CLI::IsMember({"bf16", "f32"}))
       ->capture_default_str();
   auto* p_text = app.add_option("--prompt", o.prompt, "prompt text (needs a tokenizer)");
