@@ -3,9 +3,9 @@
 // FlashAttention-3 structure, written for r1 (mla_prefill.cuh dispatches here when the machine code
 // is sm_90a, the dims are R1's and every operand is TMA-describable).
 //
-// Work items are (128-query tile, head); one persistent block per SM takes items blockIdx.x,
-// blockIdx.x + gridDim.x, ... (heaviest query tiles first over all heads, so the blocks' shares
-// even out), three warpgroups:
+// Work items are (128-query tile, head); one persistent block per SM takes the next item from a
+// work counter as it finishes one (tile_of's order: head by head, heaviest query tiles first),
+// three warpgroups:
 //  - warpgroup 0, one thread: the producer. Per item TMA loads Q [128, 192] (q_nope columns 0..127
 //    and q_pe 0..63 as three 128 x 64 boxes), then for every 128-key tile K [128, 192] (k_nope, k_pe
 //    shared by the heads) and V [128, 128], each into its own two-stage ring (mbarriers `full` /
@@ -487,7 +487,9 @@ inline CUtensorMap tensor_map_rhd(const bf16* base, int64_t rows, int64_t heads,
 /// Zeroed work counters for the persistent kernel (Params::counter), per device: kCounterSlots
 /// slots of two, handed out in turn, so that launches in flight at once on different streams each
 /// have their own (a kernel leaves its slot zeroed; a graph that captured a launch keeps its slot,
-/// and a graph never runs concurrently with itself). Allocated on first use and kept for the
+/// and a graph never runs concurrently with itself). Limit: 64 launches issued on other streams
+/// while one is still queued would give the 65th its slot; the branch mla-static-schedule replaces
+/// the counter by a static schedule without shared state (to be measured). Allocated on first use and kept for the
 /// process; nullptr when that first use is inside a stream capture (no allocation there): the call
 /// then runs one block per item.
 inline constexpr int kCounterSlots = 64;
