@@ -183,6 +183,19 @@ __device__ __forceinline__ float block_max_all(float v, float* tot) {
 /// A total order on (value, id), so any grouping of the comparisons finds the same winner.
 __device__ __forceinline__ bool beats(float v, int i, float bv, int bi) { return v > bv || (v == bv && i < bi); }
 
+/// The warp's best (v, idx) under `beats`, in every lane (a butterfly of 5 shuffle pairs).
+__device__ __forceinline__ void warp_best(float& v, int& idx) {
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) {
+    const float ov = __shfl_xor_sync(0xffffffffu, v, off);
+    const int oi = __shfl_xor_sync(0xffffffffu, idx, off);
+    if (beats(ov, oi, v, idx)) {
+      v = ov;
+      idx = oi;
+    }
+  }
+}
+
 /// One range's winner; idx -1 when the range holds a NaN.
 struct ArgmaxPart {
   float v;
@@ -218,15 +231,7 @@ __global__ void __launch_bounds__(kSampleThreads) argmax_kernel(ArgmaxArgs<T> a)
       idx = i;
     }
   });
-#pragma unroll
-  for (int off = 16; off > 0; off >>= 1) {
-    const float ov = __shfl_xor_sync(0xffffffffu, v, off);
-    const int oi = __shfl_xor_sync(0xffffffffu, idx, off);
-    if (beats(ov, oi, v, idx)) {
-      v = ov;
-      idx = oi;
-    }
-  }
+  warp_best(v, idx);
   const int lane = int(threadIdx.x & 31), warp = int(threadIdx.x >> 5);
   if (lane == 0) {
     bv[warp] = v;
@@ -263,15 +268,7 @@ __global__ void __launch_bounds__(32) argmax_combine_kernel(ArgmaxArgs<T> a) {
       idx = p.idx;
     }
   }
-#pragma unroll
-  for (int off = 16; off > 0; off >>= 1) {
-    const float ov = __shfl_xor_sync(0xffffffffu, v, off);
-    const int oi = __shfl_xor_sync(0xffffffffu, idx, off);
-    if (beats(ov, oi, v, idx)) {
-      v = ov;
-      idx = oi;
-    }
-  }
+  warp_best(v, idx);
   nan = __any_sync(0xffffffffu, nan);
   if (threadIdx.x == 0) a.out[r * a.out_stride] = nan ? -1 : idx;
 }
