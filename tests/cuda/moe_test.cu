@@ -161,49 +161,77 @@ struct RefExperts {
   }
 };
 
+/// The ids [tokens, k] the device gets: a copy of `ids` with `drop` slots out of range (-1 and
+/// experts + d, alternately), whose weights in w are zeroed (the ref: the slot contributes 0 * y).
+Tensor drop_slots(const Tensor& ids, Tensor& w, int drop, int experts, uint64_t seed) {
+  const int64_t tokens = ids.size(0), k = ids.size(1);
+  Tensor out = Tensor::empty(DType::i32, {tokens, k});
+  out.copy_from(ids);
+  for (int d = 0; d < drop && d < tokens * k; ++d) {
+    const int64_t i = int64_t(mix(seed + 99 + uint64_t(d)) % uint64_t(tokens * k));
+    out.data_as<int32_t>()[i] = d % 2 ? -1 : experts + d;
+    w.data_as<float>()[i] = 0.0f;
+  }
+  return out;
+}
+
+/// A routed case on the host: ids and weights [tokens, k] (dropped slots' weights zeroed), x and
+/// the shared experts' output [tokens, dim] of TX (sh [0, 0] without them), the three expert
+/// projections, and the ids the device gets (ids_dev, with the dropped slots out of range).
+template <class TX>
+struct Routed {
+  Tensor ids, w, x, sh;
+  Proj gate, up, down;
+  Tensor ids_dev;
+  Routed(int64_t tokens, int64_t k, int experts, int64_t dim, int64_t inter, bool fp8, bool with_shared, int drop,
+         uint64_t seed, Stream& stream)
+      : ids(make_ids(tokens, k, experts, Route::random, seed)),
+        w(random_uniform<float>({tokens, k}, seed + 1)),
+        x(random_uniform<TX>({tokens, dim}, seed + 2, 2.0f)),
+        sh(with_shared ? random_uniform<TX>({tokens, dim}, seed + 3) : Tensor::empty(dtype_v<TX>, {0, 0})),
+        gate(make_proj(experts, inter, dim, fp8, seed + 10, stream)),
+        up(make_proj(experts, inter, dim, fp8, seed + 20, stream)),
+        down(make_proj(experts, dim, inter, fp8, seed + 30, stream)),
+        ids_dev(drop_slots(ids, w, drop, experts, seed)) {}
+
+  /// moe_routed's expert callback: moe_experts_swiglu over the device projections (`quantize`:
+  /// FP8 native, f32 activations only).
+  auto experts_fn(bool fp8, bool quantize, Stream& stream) const {
+    return [this, fp8, quantize, &stream](View<const TX, 2> xe, View<const int32_t, 1> offsets, View<TX, 2> ye) {
+      if (fp8) {
+        const auto w8 = [](const Proj& p) { return cuda::ExpertWeights<fp8_e4m3>::stacked(p.wd.view<const fp8_e4m3, 3>()); };
+        const auto sc = [](const Proj& p) { return cuda::ExpertWeights<float>::stacked(p.sd.view<const float, 3>()); };
+        if constexpr (std::is_same_v<TX, float>) {
+          cuda::moe_experts_swiglu(xe, offsets, w8(gate), sc(gate), w8(up), sc(up), w8(down), sc(down), ye, stream,
+                                   quantize);
+        } else {
+          cuda::moe_experts_swiglu(xe, offsets, w8(gate), sc(gate), w8(up), sc(up), w8(down), sc(down), ye, stream);
+        }
+      } else {
+        const auto w16 = [](const Proj& p) { return cuda::ExpertWeights<bf16>::stacked(p.wd.view<const bf16, 3>()); };
+        cuda::moe_experts_swiglu(xe, offsets, w16(gate), w16(up), w16(down), ye, stream);
+      }
+    };
+  }
+};
+
 /// moe_routed + moe_experts_swiglu against ref::moe_routed with RefExperts. `drop` slots get id -1
 /// on the device and weight 0 in the ref (they must contribute nothing).
 void run_routed(int64_t tokens, int64_t k, int experts, int64_t dim, int64_t inter, bool fp8, bool with_shared,
                 int drop, Stream& stream) {
   const uint64_t seed = case_seed(uint64_t(tokens), uint64_t(experts), uint64_t(dim * 7 + inter), 50 + uint64_t(fp8));
-  Tensor ids = make_ids(tokens, k, experts, Route::random, seed);
-  Tensor w = random_uniform<float>({tokens, k}, seed + 1);
-  Tensor x = random_uniform<bf16>({tokens, dim}, seed + 2, 2.0f);
-  Tensor sh = with_shared ? random_uniform<bf16>({tokens, dim}, seed + 3) : Tensor::empty(DType::bf16, {0, 0});
-  Proj gate = make_proj(experts, inter, dim, fp8, seed + 10, stream);
-  Proj up = make_proj(experts, inter, dim, fp8, seed + 20, stream);
-  Proj down = make_proj(experts, dim, inter, fp8, seed + 30, stream);
-  Tensor ids_dev_host = Tensor::empty(DType::i32, {tokens, k});
-  std::memcpy(ids_dev_host.data(), ids.data(), ids.nbytes());
-  for (int d = 0; d < drop && d < tokens * k; ++d) {
-    const int64_t i = int64_t(mix(seed + 99 + uint64_t(d)) % uint64_t(tokens * k));
-    ids_dev_host.data_as<int32_t>()[i] = d % 2 ? -1 : experts + d;  // out of range both ways
-    w.data_as<float>()[i] = 0.0f;  // the ref: the slot contributes 0 * y
-  }
+  const Routed<bf16> in(tokens, k, experts, dim, inter, fp8, with_shared, drop, seed, stream);
   std::vector<double> ref_out(static_cast<size_t>(tokens * dim));
   auto refv = make_view<2>(ref_out.data(), {tokens, dim});  // [tokens, dim]
-  const RefExperts rx{&gate, &up, &down, fp8};
-  ref::moe_routed(x.view<const bf16, 2>(), ids.view<const int32_t, 2>(), w.view<const float, 2>(), experts, rx,
-                  sh.view<const bf16, 2>(), refv);
+  const RefExperts rx{&in.gate, &in.up, &in.down, fp8};
+  ref::moe_routed(in.x.view<const bf16, 2>(), in.ids.view<const int32_t, 2>(), in.w.view<const float, 2>(), experts,
+                  rx, in.sh.view<const bf16, 2>(), refv);
 
-  Tensor xd = x.to(Space::cuda, stream), idd = ids_dev_host.to(Space::cuda, stream), wd = w.to(Space::cuda, stream);
-  Tensor sd = with_shared ? sh.to(Space::cuda, stream) : Tensor::empty(DType::bf16, {0, 0}, Space::cuda, stream);
+  Tensor xd = in.x.to(Space::cuda, stream), idd = in.ids_dev.to(Space::cuda, stream), wd = in.w.to(Space::cuda, stream);
+  Tensor sd = with_shared ? in.sh.to(Space::cuda, stream) : Tensor::empty(DType::bf16, {0, 0}, Space::cuda, stream);
   Tensor out = Tensor::empty(DType::bf16, {tokens, dim}, Space::cuda, stream);
   poison(out, stream);
-  auto expert_fn = [&](View<const bf16, 2> xe, View<const int32_t, 1> offsets, View<bf16, 2> ye) {
-    if (fp8) {
-      cuda::moe_experts_swiglu(xe, offsets, cuda::ExpertWeights<fp8_e4m3>::stacked(gate.wd.view<const fp8_e4m3, 3>()),
-                               cuda::ExpertWeights<float>::stacked(gate.sd.view<const float, 3>()),
-                               cuda::ExpertWeights<fp8_e4m3>::stacked(up.wd.view<const fp8_e4m3, 3>()),
-                               cuda::ExpertWeights<float>::stacked(up.sd.view<const float, 3>()),
-                               cuda::ExpertWeights<fp8_e4m3>::stacked(down.wd.view<const fp8_e4m3, 3>()),
-                               cuda::ExpertWeights<float>::stacked(down.sd.view<const float, 3>()), ye, stream);
-    } else {
-      cuda::moe_experts_swiglu(xe, offsets, cuda::ExpertWeights<bf16>::stacked(gate.wd.view<const bf16, 3>()),
-                               cuda::ExpertWeights<bf16>::stacked(up.wd.view<const bf16, 3>()),
-                               cuda::ExpertWeights<bf16>::stacked(down.wd.view<const bf16, 3>()), ye, stream);
-    }
-  };
+  const auto expert_fn = in.experts_fn(fp8, false, stream);
   cuda::moe_routed<bf16>(xd.view<const bf16, 2>(), idd.view<const int32_t, 2>(), wd.view<const float, 2>(), experts,
                          expert_fn, sd.view<const bf16, 2>(), out.view<bf16, 2>(), stream);
   Tensor oh = out.to(Space::host, stream);
@@ -265,45 +293,19 @@ struct RefExpertsF32 {
 void run_routed_f32(int64_t tokens, int64_t k, int experts, int64_t dim, int64_t inter, bool fp8, bool quantize,
                     bool with_shared, int drop, Stream& stream) {
   const uint64_t seed = case_seed(uint64_t(tokens), uint64_t(experts), uint64_t(dim * 5 + inter), 70 + uint64_t(fp8));
-  Tensor ids = make_ids(tokens, k, experts, Route::random, seed);
-  Tensor w = random_uniform<float>({tokens, k}, seed + 1);
-  Tensor x = random_uniform<float>({tokens, dim}, seed + 2, 2.0f);
-  Tensor sh = with_shared ? random_uniform<float>({tokens, dim}, seed + 3) : Tensor::empty(DType::f32, {0, 0});
-  Proj gate = make_proj(experts, inter, dim, fp8, seed + 10, stream);
-  Proj up = make_proj(experts, inter, dim, fp8, seed + 20, stream);
-  Proj down = make_proj(experts, dim, inter, fp8, seed + 30, stream);
-  Tensor ids_dev_host = Tensor::empty(DType::i32, {tokens, k});
-  std::memcpy(ids_dev_host.data(), ids.data(), ids.nbytes());
-  for (int d = 0; d < drop && d < tokens * k; ++d) {
-    const int64_t i = int64_t(mix(seed + 99 + uint64_t(d)) % uint64_t(tokens * k));
-    ids_dev_host.data_as<int32_t>()[i] = d % 2 ? -1 : experts + d;
-    w.data_as<float>()[i] = 0.0f;
-  }
+  const Routed<float> in(tokens, k, experts, dim, inter, fp8, with_shared, drop, seed, stream);
   std::vector<double> ref_out(static_cast<size_t>(tokens * dim));
   auto refv = make_view<2>(ref_out.data(), {tokens, dim});  // [tokens, dim]
-  const RefExpertsF32 rx{&gate, &up, &down, fp8, quantize};
-  std::vector<double> x64(x.data_as<float>(), x.data_as<float>() + tokens * dim);  // the ref computes in fp64
-  ref::moe_routed(make_view<2>(x64.data(), {tokens, dim}).as_const(), ids.view<const int32_t, 2>(),
-                  w.view<const float, 2>(), experts, rx, sh.view<const float, 2>(), refv);
+  const RefExpertsF32 rx{&in.gate, &in.up, &in.down, fp8, quantize};
+  std::vector<double> x64(in.x.data_as<float>(), in.x.data_as<float>() + tokens * dim);  // the ref computes in fp64
+  ref::moe_routed(make_view<2>(x64.data(), {tokens, dim}).as_const(), in.ids.view<const int32_t, 2>(),
+                  in.w.view<const float, 2>(), experts, rx, in.sh.view<const float, 2>(), refv);
 
-  Tensor xd = x.to(Space::cuda, stream), idd = ids_dev_host.to(Space::cuda, stream), wd = w.to(Space::cuda, stream);
-  Tensor sd = with_shared ? sh.to(Space::cuda, stream) : Tensor::empty(DType::f32, {0, 0}, Space::cuda, stream);
+  Tensor xd = in.x.to(Space::cuda, stream), idd = in.ids_dev.to(Space::cuda, stream), wd = in.w.to(Space::cuda, stream);
+  Tensor sd = with_shared ? in.sh.to(Space::cuda, stream) : Tensor::empty(DType::f32, {0, 0}, Space::cuda, stream);
   Tensor out = Tensor::empty(DType::f32, {tokens, dim}, Space::cuda, stream);
   poison(out, stream);
-  auto expert_fn = [&](View<const float, 2> xe, View<const int32_t, 1> offsets, View<float, 2> ye) {
-    if (fp8) {
-      cuda::moe_experts_swiglu(xe, offsets, cuda::ExpertWeights<fp8_e4m3>::stacked(gate.wd.view<const fp8_e4m3, 3>()),
-                               cuda::ExpertWeights<float>::stacked(gate.sd.view<const float, 3>()),
-                               cuda::ExpertWeights<fp8_e4m3>::stacked(up.wd.view<const fp8_e4m3, 3>()),
-                               cuda::ExpertWeights<float>::stacked(up.sd.view<const float, 3>()),
-                               cuda::ExpertWeights<fp8_e4m3>::stacked(down.wd.view<const fp8_e4m3, 3>()),
-                               cuda::ExpertWeights<float>::stacked(down.sd.view<const float, 3>()), ye, stream, quantize);
-    } else {
-      cuda::moe_experts_swiglu(xe, offsets, cuda::ExpertWeights<bf16>::stacked(gate.wd.view<const bf16, 3>()),
-                               cuda::ExpertWeights<bf16>::stacked(up.wd.view<const bf16, 3>()),
-                               cuda::ExpertWeights<bf16>::stacked(down.wd.view<const bf16, 3>()), ye, stream);
-    }
-  };
+  const auto expert_fn = in.experts_fn(fp8, quantize, stream);
   cuda::moe_routed<float>(xd.view<const float, 2>(), idd.view<const int32_t, 2>(), wd.view<const float, 2>(), experts,
                           expert_fn, sd.view<const float, 2>(), out.view<float, 2>(), stream);
   Tensor oh = out.to(Space::host, stream);

@@ -159,9 +159,8 @@ void check_add_rmsnorm(int64_t rows, int64_t dim, int64_t pad, bool exact, Strea
   Tensor res = activations<TR>(rows, ld, seed, exact);
   Tensor x = activations<TX>(rows, ld, seed + 1000003, exact);
   Tensor w = weights(dim, seed + 7);
-  Tensor res_ref = Tensor::empty(dtype_v<TR>, {rows, dim});
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t i = 0; i < dim; ++i) res_ref.data_as<TR>()[r * dim + i] = res.data_as<TR>()[r * ld + i];
+  Tensor res_ref = Tensor::empty(dtype_v<TR>, {rows, dim});  // [rows, dim] updated by the ref
+  res_ref.copy_from(res.slice(1, 0, dim));
   Tensor y32 = Tensor::empty(dtype_v<TY>, {rows, dim});
   ref::add_rmsnorm(res_ref.view<TR, 2>(), x.view<const TX, 2>().slice(1, 0, dim), w.view<const bf16, 1>(), kEps,
                    y32.view<TY, 2>());
@@ -322,8 +321,7 @@ void check_add_rmsnorm_f64(int64_t rows, int64_t dim, int64_t pad, bool exact, S
   Tensor x = activations<float>(rows, ld, seed + 1000003, exact);
   Tensor w = weights(dim, seed + 7);
   Tensor res_ref = Tensor::empty(DType::f64, {rows, dim});  // [rows, dim] updated by the ref
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t i = 0; i < dim; ++i) res_ref.data_as<double>()[r * dim + i] = res.data_as<double>()[r * ld + i];
+  res_ref.copy_from(res.slice(1, 0, dim));
   Tensor yr = Tensor::empty(DType::f32, {rows, dim});
   ref::add_rmsnorm(res_ref.view<double, 2>(), x.view<const float, 2>().slice(1, 0, dim), w.view<const bf16, 1>(),
                    kEps, yr.view<float, 2>());

@@ -3,8 +3,8 @@
 // WeightSource) and the same ModelConfig as the host model (models/deepseek_v3.hpp), computing with
 // bf16 activations (or f32 ones: LoadOptions::activations, see Activations), f32 router logits and
 // f32 output logits. The residual stream is f32 with bf16 activations and f64 with f32 ones
-// (residual_t): sub-layer outputs are added to it, and the norms that read it computed, in fp64.
-// That is for FP8 native mode's quantizers: the oracle quantizes fp64 activations, and the first
+// (residual_t); in the f64 case sub-layer outputs are added to it, and the norms that read it
+// compute, in fp64. That is for FP8 native mode's quantizers: the oracle quantizes fp64 activations, and the first
 // layer's normalized embeddings (products of bf16 values) put some inputs exactly on e4m3 rounding
 // ties, which fp64 keeps and fp32 arithmetic perturbs; one code flipped there cascades through
 // every later token (docs/model.md, "FP8 native with f32 activations"). GEMMs, attention and
@@ -23,10 +23,10 @@
 // sequence's start, DeviceBatch::start >= 0, one sequence) and `absorbed` (batched paged decode,
 // lengths on the device). FP8 native mode quantizes every FP8 linear's input 1 x 128 (act_quant,
 // or rmsnorm_quant_fp8 straight from the residual where the input is a norm of it). The latent
-// cache holds bf16 rows; in native mode the prefill's kv_b reads the act_quant'ed latent (the
-// oracle's simulation), while the absorbed decode reads the unquantized bf16 latent, as DeepSeek's
-// own absorbed inference code does. The latent cache holds rows in the activation dtype (bf16 or
-// f32). Host-only code: kernels run through r1::cuda declarations.
+// cache holds rows in the activation dtype (bf16 or f32); in native mode the prefill's kv_b reads
+// the act_quant'ed latent (the oracle's simulation), while the absorbed decode reads the cached
+// latent: unquantized with bf16 activations, as DeepSeek's own absorbed inference code does, its
+// dequantized codes with f32 ones. Host-only code: kernels run through r1::cuda declarations.
 #pragma once
 
 #include "r1/core/config.hpp"
@@ -160,10 +160,8 @@ class CudaDeepseekV3 {
     R1_CHECK(mtp_.has_value(), "model", "the MTP module was not loaded (load with MTP enabled)");
     check_rows(b, logits, Tensor());
     check_pages(pages);
-    const int64_t n = b.rows(), d = cfg_.hidden_size;
-    R1_CHECK(h.defined() && h.space() == Space::cuda && h.dtype() == activation_dtype() && h.rank() == 2 &&
-                 h.size(0) == n && h.size(1) == d,
-             "mtp", "hidden states must be device ", dtype_name(activation_dtype()), " [", n, ", ", d, "]");
+    const int64_t n = b.rows();
+    check_hidden(h, n, "mtp", "hidden states");
     if (mode_.f32()) {
       mtp_forward_t<float>(ws, b, h.view<const float, 2>(), pages, logits);
     } else {
@@ -223,6 +221,13 @@ class CudaDeepseekV3 {
     logits_linear<TA>(un.view<const TA, 2>(), t.head.w, logits, s);
   }
 
+  /// h must be device [n, hidden] in the activation dtype.
+  void check_hidden(const Tensor& h, int64_t n, const char* op, const char* what) const {
+    R1_CHECK(h.defined() && h.space() == Space::cuda && h.dtype() == activation_dtype() && h.rank() == 2 &&
+                 h.size(0) == n && h.size(1) == cfg_.hidden_size,
+             op, what, " must be device ", dtype_name(activation_dtype()), " [", n, ", ", cfg_.hidden_size, "]");
+  }
+
   void check_pages(const Tensor& p) const {
     R1_CHECK(p.defined() && p.space() == Space::cuda && p.dtype() == activation_dtype() && p.rank() == 3 &&
                  p.size(2) == cache_width(),
@@ -252,10 +257,7 @@ class CudaDeepseekV3 {
     R1_CHECK(b.start < 0 || b.batch == 1, "model", "a host-known start (expanded attention) needs one sequence");
     R1_CHECK(logits.shape[0] == n && logits.shape[1] == cfg_.vocab_size, "model", "logits are [", logits.shape[0],
              ", ", logits.shape[1], "], expected [", n, ", ", cfg_.vocab_size, "]");
-    R1_CHECK(!hidden.defined() || (hidden.space() == Space::cuda && hidden.dtype() == activation_dtype() &&
-                                   hidden.rank() == 2 && hidden.size(0) == n && hidden.size(1) == cfg_.hidden_size),
-             "model", "final_hidden must be device ", dtype_name(activation_dtype()), " [", n, ", ",
-             cfg_.hidden_size, "]");
+    if (hidden.defined()) check_hidden(hidden, n, "model", "final_hidden");
   }
 
   ModelConfig cfg_;

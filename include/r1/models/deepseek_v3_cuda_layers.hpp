@@ -73,11 +73,11 @@ struct DeviceBatch {
 template <class TA>
 using residual_t = std::conditional_t<std::is_same_v<TA, float>, double, float>;
 
-/// The arithmetic of the norms of TA projections (q_a, kv_a) that FP8 native quantizes: fp64 with
-/// f32 activations (the f32 outputs read exactly into fp64, as the residual's norms), fp32 with
-/// bf16 ones.
+/// The arithmetic of the norms of TA projections (q_a, kv_a) that FP8 native quantizes: the
+/// residual's precision (fp64 with f32 activations, the f32 outputs read exactly into fp64, as the
+/// residual's norms; fp32 with bf16 ones).
 template <class TA>
-using quant_norm_t = std::conditional_t<std::is_same_v<TA, float>, double, float>;
+using quant_norm_t = residual_t<TA>;
 
 /// What every layer of one forward shares.
 struct LayerContext {
@@ -286,13 +286,14 @@ class DeviceDecoderLayer {
     if (m.kv_b.native() && (b.start == 0 || f32)) {
       lat_q = norm_quantize<TA, quant_norm_t<TA>>(c, kvv.slice(1, 0, rank).as_const(), m.kv_norm);
     }
+    bool cached = false;  // the latent rows already hold what the cache should
     if constexpr (f32) {
       if (lat_q.defined()) {
         cuda::act_dequant<128>(lat_q.q, lat_q.s, kvv.slice(1, 0, rank), s);
-      } else {
-        cuda::rmsnorm(kvv.slice(1, 0, rank).as_const(), m.kv_norm.view(), m.kv_norm.eps, kvv.slice(1, 0, rank), s);
+        cached = true;
       }
-    } else {
+    }
+    if (!cached) {
       cuda::rmsnorm(kvv.slice(1, 0, rank).as_const(), m.kv_norm.view(), m.kv_norm.eps, kvv.slice(1, 0, rank), s);
     }
     View<TA, 3> k_pe3;  // [rows, 1, rope]: the rotation's [tokens, heads, dim] with one head
