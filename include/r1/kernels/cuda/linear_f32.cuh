@@ -35,6 +35,7 @@
 #include "r1/core/cuda.hpp"
 #include "r1/core/dtype.hpp"
 #include "r1/core/error.hpp"
+#include "r1/kernels/cuda/common.cuh"
 #include "r1/kernels/cuda/common.hpp"
 #include "r1/kernels/cuda/grouped_gemm.hpp"
 #include "r1/kernels/cuda/linear_f32.hpp"
@@ -220,14 +221,15 @@ __device__ __forceinline__ float reduce_scatter(float (&v)[32], int lane) {
   return v[0];
 }
 
-/// acc[r * kCols + c] += sum over K of a[m0 + r, k] * w_e[n0 + c, k] for the tile rows
-/// r in [r_lo, r_hi) (a lane's share: its 4 elements of every 128-wide chunk).
+/// acc[r * kCols + c] += sum over k in [k_lo, k_hi) of a[m0 + r, k] * w_e[n0 + c, k] for the tile
+/// rows r in [r_lo, r_hi) (a lane's share: its 4 elements of every 128-wide chunk; k_lo is a
+/// multiple of 128).
 template <bool VEC, class A, class W>
 __device__ __forceinline__ void accumulate(const Params<A, W>& p, int e, int m0, int r_lo, int r_hi, int n0,
-                                           int lane, float (&acc)[32]) {
+                                           int lane, int k_lo, int k_hi, float (&acc)[32]) {
   const auto wt = p.w.tile(e, n0, p.n);
 #pragma unroll 2
-  for (int k0 = 0; k0 < p.k; k0 += kChunk) {
+  for (int k0 = k_lo; k0 < k_hi; k0 += kChunk) {
     const int k = k0 + lane * kVec, b = k0 / kChunk;
     float wv[kCols][kVec];
 #pragma unroll
@@ -268,7 +270,11 @@ __device__ __forceinline__ void accumulate(const Params<A, W>& p, int e, int m0,
 }
 
 /// Grid: x over 32-column block tiles, y over 8-row tiles (striding past 65535 tiles).
-template <class A, class W, bool GROUPED, bool VEC>
+/// KSPLIT: the block's 8 warps share one 4-column tile and split K instead (warp w takes the w-th
+/// eighth of the 128-wide chunks), their sums added in warp order through shared memory: for
+/// small N, whose 32-column tiles are too few to keep the GPU's loads in flight (N = 2112: 66
+/// blocks, each warp walking all of K = 7168 alone).
+template <class A, class W, bool GROUPED, bool VEC, bool KSPLIT>
 __global__ void __launch_bounds__(kThreads) linear_f32_kernel(const Params<A, W> p) {
   static_assert(!A::kQuantized || W::kBlockScaled, "quantized activations need a block-scaled FP8 weight");
   const int* off = nullptr;  // grouped: [groups + 1] offsets clamped into [0, m]
@@ -278,9 +284,14 @@ __global__ void __launch_bounds__(kThreads) linear_f32_kernel(const Params<A, W>
     __syncthreads();
     off = staged_offsets;
   }
-  const int lane = int(threadIdx.x) % 32;
-  const int n0 = (int(blockIdx.x) * kWarps + int(threadIdx.x) / 32) * kCols;
-  if (n0 >= p.n) return;  // whole warps; no block barrier follows
+  const int lane = int(threadIdx.x) % 32, warp = int(threadIdx.x) / 32;
+  const int n0 = KSPLIT ? int(blockIdx.x) * kCols : (int(blockIdx.x) * kWarps + warp) * kCols;
+  if (n0 >= p.n) return;  // whole warps (KSPLIT: the whole block); no block barrier follows
+  // this warp's K range: all of K, or (KSPLIT) its eighth of the 128-wide chunks
+  const int chunks = (p.k + kChunk - 1) / kChunk;
+  const int k_lo = KSPLIT ? (chunks * warp / kWarps) * kChunk : 0;
+  const int k_hi = KSPLIT ? min(p.k, (chunks * (warp + 1) / kWarps) * kChunk) : p.k;
+  [[maybe_unused]] __shared__ float split_sums[KSPLIT ? kWarps : 1][32];
   const int m_tiles = (p.m - 1) / kRows + 1;
   for (int mt = int(blockIdx.y); mt < m_tiles; mt += int(gridDim.y)) {
     const int m0 = mt * kRows, rows = min(kRows, p.m - m0);
@@ -295,13 +306,24 @@ __global__ void __launch_bounds__(kThreads) linear_f32_kernel(const Params<A, W>
           continue;
         }
         const int r_end = min(rows, off[e + 1] - m0);
-        accumulate<VEC>(p, e, m0, r, r_end, n0, lane, acc);
+        accumulate<VEC>(p, e, m0, r, r_end, n0, lane, k_lo, k_hi, acc);
         r = r_end;
       }
     } else {
-      accumulate<VEC>(p, 0, m0, 0, rows, n0, lane, acc);
+      accumulate<VEC>(p, 0, m0, 0, rows, n0, lane, k_lo, k_hi, acc);
     }
-    const float v = reduce_scatter(acc, lane);
+    float v = reduce_scatter(acc, lane);
+    if constexpr (KSPLIT) {
+      split_sums[warp][lane] = v;
+      __syncthreads();
+      if (warp == 0) {
+        v = split_sums[0][lane];
+#pragma unroll
+        for (int w = 1; w < kWarps; ++w) v += split_sums[w][lane];
+      }
+      __syncthreads();  // the next row tile overwrites split_sums
+      if (warp != 0) continue;
+    }
     const int r = lane / kCols, c = lane % kCols;
     bool write = r < rows && n0 + c < p.n;
     if constexpr (GROUPED) write = write && expert_of(off, p.groups, m0 + r) >= 0;
@@ -314,13 +336,20 @@ __global__ void __launch_bounds__(kThreads) linear_f32_kernel(const Params<A, W>
 
 template <class A, class W, bool GROUPED>
 void launch(const Params<A, W>& p, bool vec, stream_t stream) {
-  const dim3 grid{unsigned(ceil_div(p.n, kWarps * kCols)),
-                  unsigned(std::min<int64_t>(ceil_div(p.m, kRows), kMaxGridY)), 1u};
+  const int64_t row_tiles = std::min<int64_t>(ceil_div(p.m, kRows), kMaxGridY);
+  // Few column tiles (and K long enough for 8 warps): split K inside the block (KSPLIT above).
+  const bool ksplit = ceil_div(p.n, kWarps * kCols) * row_tiles < 2 * int64_t(current_device().sms) &&
+                      ceil_div(p.k, kChunk) >= kWarps;
+  const dim3 grid{unsigned(ceil_div(p.n, ksplit ? kCols : kWarps * kCols)), unsigned(row_tiles), 1u};
   const std::size_t smem = GROUPED ? std::size_t(p.groups + 1) * sizeof(int) : 0;
-  if (vec) {
-    linear_f32_kernel<A, W, GROUPED, true><<<grid, kThreads, smem, stream>>>(p);
+  if (vec && ksplit) {
+    linear_f32_kernel<A, W, GROUPED, true, true><<<grid, kThreads, smem, stream>>>(p);
+  } else if (vec) {
+    linear_f32_kernel<A, W, GROUPED, true, false><<<grid, kThreads, smem, stream>>>(p);
+  } else if (ksplit) {
+    linear_f32_kernel<A, W, GROUPED, false, true><<<grid, kThreads, smem, stream>>>(p);
   } else {
-    linear_f32_kernel<A, W, GROUPED, false><<<grid, kThreads, smem, stream>>>(p);
+    linear_f32_kernel<A, W, GROUPED, false, false><<<grid, kThreads, smem, stream>>>(p);
   }
   R1_CUDA_CHECK_LAUNCH();
 }
