@@ -21,10 +21,11 @@
 // share of the block before the cross-lane sum; by distributivity that is the same sum, and it
 // saves a warp reduction per block.
 //
-// Dense calls with M >= 16 rows run the tiled kernel below instead (64 x 128 output tiles in
-// shared memory, 4 x 8 per thread, K split over blocks when tiles are few): the warp kernel reads
-// each weight element once per 8-row tile and sustains 5-7 TFLOP/s (H100, session 11), several
-// times slower than cuBLAS's SGEMM from 8 rows up.
+// Calls with M >= 16 rows (grouped: 16 per expert on average) run the tiled kernel below instead
+// (64 x 128 output tiles in shared memory, 4 x 8 per thread; dense: K split over blocks when tiles
+// are few; grouped: one block per expert row tile): the warp kernel reads each weight element
+// once per 8-row tile and sustains 5-7 TFLOP/s (H100, session 11), several times slower than
+// cuBLAS's SGEMM from 8 rows up.
 //
 // Grouped: the block stages the expert offsets (clamped into [0, R]) in shared memory; a warp
 // walks its 8 rows as runs of one expert (binary search for the owner of a row), accumulating each
@@ -363,7 +364,9 @@ struct TiledParams {
   int kb_per_split = 0;  // 128-wide blocks of K per split
 };
 
-template <class A, class W, bool VEC>
+/// GROUPED: blockIdx.x / n_tiles counts the 64-row tiles of expert 0, then expert 1, ... (rows
+/// [offsets[e], offsets[e + 1]), clamped into [0, m]); blocks past the last tile return at once.
+template <class A, class W, bool VEC, bool GROUPED>
 __global__ void __launch_bounds__(kTThreads) linear_f32_tiled_kernel(const TiledParams<A, W> tp) {
   using T = std::remove_cv_t<std::remove_pointer_t<decltype(tp.p.w.w)>>;
   const Params<A, W>& p = tp.p;
@@ -372,7 +375,31 @@ __global__ void __launch_bounds__(kTThreads) linear_f32_tiled_kernel(const Tiled
   float* sw = tsmem + 2 * kTBK * kTBM;    // [2][kTBK][kTBN]
   const int tid = int(threadIdx.x), ty = tid / 16, tx = tid % 16;
   const int n_tiles = (p.n + kTBN - 1) / kTBN;
-  const int m0 = int(blockIdx.x) / n_tiles * kTBM, n0 = int(blockIdx.x) % n_tiles * kTBN;
+  const int n0 = int(blockIdx.x) % n_tiles * kTBN;
+  int m0 = int(blockIdx.x) / n_tiles * kTBM, m_end = min(p.m, m0 + kTBM), e = 0;
+  if constexpr (GROUPED) {
+    int* off = reinterpret_cast<int*>(tsmem + 2 * kTBK * (kTBM + kTBN));  // [groups + 1], clamped
+    for (int i = tid; i <= p.groups; i += kTThreads) off[i] = min(max(p.offsets[i], 0), p.m);
+    __syncthreads();
+    int slot = int(blockIdx.x) / n_tiles;  // the same in every thread: the exits below are block-wide
+    e = -1;
+    for (int g = 0, lo = off[0]; g < p.groups; ++g) {
+      const int hi = max(lo, off[g + 1]);  // offsets that go down own nothing
+      const int tiles = (hi - lo + kTBM - 1) / kTBM;
+      if (slot < tiles) {
+        e = g;
+        m0 = lo + slot * kTBM;
+        m_end = min(hi, m0 + kTBM);
+        break;
+      }
+      slot -= tiles;
+      lo = hi;
+    }
+    if (e < 0) return;
+  }
+  const T* w_base = p.w.ptrs ? p.w.ptrs[e] : p.w.w + int64_t(e) * p.w.group;
+  [[maybe_unused]] const float* s_base = nullptr;  // this expert's weight scales (FP8)
+  if constexpr (W::kBlockScaled) s_base = p.w.s_ptrs ? p.w.s_ptrs[e] : p.w.s + int64_t(e) * p.w.s_group;
   const int kb_total = (p.k + 127) / 128;
   const int kb_lo = int(blockIdx.y) * tp.kb_per_split, kb_hi = min(kb_total, kb_lo + tp.kb_per_split);
   const int k_lo = kb_lo * 128, k_hi = min(p.k, kb_hi * 128);
@@ -381,8 +408,8 @@ __global__ void __launch_bounds__(kTThreads) linear_f32_tiled_kernel(const Tiled
   // this thread's share of a step's loads: x row lr, K offset lkx (8 values); weight column lc,
   // K offset lkw (16 values)
   const int lr = tid / 4, lkx = (tid % 4) * 8, lc = tid / 2, lkw = (tid % 2) * 16;
-  const bool x_in = m0 + lr < p.m, w_in = n0 + lc < p.n;
-  const T* w_row = p.w.w + int64_t(min(n0 + lc, p.n - 1)) * p.w.ld;
+  const bool x_in = m0 + lr < m_end, w_in = n0 + lc < p.n;
+  const T* w_row = w_base + int64_t(min(n0 + lc, p.n - 1)) * p.w.ld;
   float xr[8], wr[16];
   const auto load_step = [&](int step) {
     const int k = k_lo + step * kTBK;
@@ -411,7 +438,7 @@ __global__ void __launch_bounds__(kTThreads) linear_f32_tiled_kernel(const Tiled
       for (int j = 0; j < kVec; ++j) wr[4 * h + j] = v[j];
     }
     if constexpr (W::kBlockScaled && !A::kQuantized) {  // dequantize: code * scale, rounded once
-      const float ws = p.w.s[int64_t(n0 / 128) * p.w.s_rs + int64_t(k / 128) * p.w.s_bs];
+      const float ws = s_base[int64_t(n0 / 128) * p.w.s_rs + int64_t(k / 128) * p.w.s_bs];
 #pragma unroll
       for (int j = 0; j < 16; ++j) wr[j] = __fmul_rn(wr[j], ws);
     }
@@ -430,10 +457,10 @@ __global__ void __launch_bounds__(kTThreads) linear_f32_tiled_kernel(const Tiled
     for (int j = 0; j < 8; ++j) acc[i][j] = blk[i][j] = 0.0f;
   const auto fold = [&](int kb) {  // the 128-wide block kb is complete: add it in
     if constexpr (A::kQuantized) {
-      const float ws = p.w.s[int64_t(n0 / 128) * p.w.s_rs + int64_t(kb) * p.w.s_bs];
+      const float ws = s_base[int64_t(n0 / 128) * p.w.s_rs + int64_t(kb) * p.w.s_bs];
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        const int r = min(m0 + 4 * ty + i, p.m - 1);
+        const int r = min(m0 + 4 * ty + i, m_end - 1);
         const float s = __fmul_rn(p.a.scale(r, kb), ws);
 #pragma unroll
         for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(blk[i][j], s, acc[i][j]);
@@ -479,7 +506,7 @@ __global__ void __launch_bounds__(kTThreads) linear_f32_tiled_kernel(const Tiled
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
     const int r = m0 + 4 * ty + i;
-    if (r >= p.m) continue;
+    if (r >= m_end) continue;
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
       const int c = n0 + 8 * tx + j;
@@ -496,31 +523,39 @@ __global__ void __launch_bounds__(kTThreads) linear_f32_tiled_kernel(const Tiled
 // ---------------------------------------------------------------------------------------------
 // Host: checks and launch
 
-/// The tiled kernel with its K split: enough (tile, split) blocks for two per SM, whole 128-wide
-/// blocks of K per split.
-template <class A, class W>
+/// The tiled kernel. Dense: with its K split (enough (tile, split) blocks for two per SM, at
+/// least 4 whole 128-wide blocks of K per split). Grouped: one block per (expert row tile, column
+/// tile) over an upper bound of the row tiles, ceil(m / 64) + groups (no split).
+template <class A, class W, bool GROUPED>
 void launch_tiled(const Params<A, W>& p, bool vec, stream_t stream) {
-  const int64_t tiles = ceil_div(p.m, kTBM) * ceil_div(p.n, kTBN);
+  const int64_t row_tiles = GROUPED ? ceil_div(p.m, kTBM) + p.groups : ceil_div(p.m, kTBM);
+  const int64_t tiles = row_tiles * ceil_div(p.n, kTBN);
   R1_CHECK(tiles < (int64_t(1) << 31), "cuda.linear_f32", "too many output tiles (", tiles, ")");
   const int64_t kb_total = ceil_div(p.k, 128);
-  const int64_t want = ceil_div(2 * int64_t(current_device().sms), tiles);
-  const int splits = int(std::clamp<int64_t>(want, 1, std::max<int64_t>(1, kb_total / 4)));  // >= 4 blocks each
+  const int64_t want = GROUPED ? 1 : ceil_div(2 * int64_t(current_device().sms), tiles);
+  const int splits = int(std::clamp<int64_t>(want, 1, std::max<int64_t>(1, kb_total / 4)));
   TiledParams<A, W> tp;
   tp.p = p;
   tp.kb_per_split = int(std::max<int64_t>(1, ceil_div(kb_total, splits)));
   const int used = int(std::max<int64_t>(1, ceil_div(kb_total, tp.kb_per_split)));  // splits with work
   const dim3 grid{unsigned(tiles), unsigned(used), 1u};
+  const int smem = kTiledSmem + (GROUPED ? int(sizeof(int)) * (p.groups + 1) : 0);
   std::optional<mma::Scratch> part;
   if (used > 1) {
     part.emplace(std::size_t(used) * std::size_t(p.m) * std::size_t(p.n) * sizeof(float), stream);
     tp.partial = static_cast<float*>(part->get());
   }
+  const auto run = [&]<bool V>() {
+    constexpr auto kernel = linear_f32_tiled_kernel<A, W, V, GROUPED>;
+    const KernelInfo& k = prepare_kernel<kernel>(kTThreads, kTiledSmem + int(sizeof(int)) * (kMaxExperts + 1),
+                                                 "cuda.linear_f32");
+    (void)k;
+    kernel<<<grid, kTThreads, smem, stream>>>(tp);
+  };
   if (vec) {
-    (void)prepare_kernel<linear_f32_tiled_kernel<A, W, true>>(kTThreads, kTiledSmem, "cuda.linear_f32");
-    linear_f32_tiled_kernel<A, W, true><<<grid, kTThreads, kTiledSmem, stream>>>(tp);
+    run.template operator()<true>();
   } else {
-    (void)prepare_kernel<linear_f32_tiled_kernel<A, W, false>>(kTThreads, kTiledSmem, "cuda.linear_f32");
-    linear_f32_tiled_kernel<A, W, false><<<grid, kTThreads, kTiledSmem, stream>>>(tp);
+    run.template operator()<false>();
   }
   R1_CUDA_CHECK_LAUNCH();
   if (used > 1) {
@@ -533,11 +568,10 @@ void launch_tiled(const Params<A, W>& p, bool vec, stream_t stream) {
 
 template <class A, class W, bool GROUPED>
 void launch(const Params<A, W>& p, bool vec, stream_t stream) {
-  if constexpr (!GROUPED) {
-    if (p.m >= kTiledMinRows && p.k > 0) {
-      launch_tiled(p, vec, stream);
-      return;
-    }
+  // the tiled kernel from 16 rows (grouped: 16 rows per expert on average)
+  if (p.k > 0 && p.m >= kTiledMinRows * (GROUPED ? p.groups : 1)) {
+    launch_tiled<A, W, GROUPED>(p, vec, stream);
+    return;
   }
   const int64_t row_tiles = std::min<int64_t>(ceil_div(p.m, kRows), kMaxGridY);
   // Few column tiles (and K long enough for 8 warps): split K inside the block (KSPLIT above).
