@@ -404,6 +404,18 @@ TEST_CASE("linear_f32: longer K (R1's kv_a: N = 576, a ragged scale block) and m
   run_dense(Variant::bf16, Case{65535 * 8 + 77, 3, 5, 0, 0, 1}, stream);
 }
 
+TEST_CASE("linear_f32: few column tiles and K of 8+ chunks split K across the block's warps") {
+  // (the launcher's KSPLIT choice: fewer than 2 x SMs blocks of 32 columns and >= 8 chunks of 128)
+  Stream stream;
+  for (Variant v : kVariants) {
+    const bool native = v == Variant::fp8_native;  // native needs K % 128 == 0
+    run_dense(v, Case{3, 40, native ? 1152 : 1100}, stream);           // 9 chunks, ragged last
+    run_dense(v, Case{9, 129, native ? 2048 : 2047, 4, 0, 3, 1, true}, stream);
+    run_routed(v, 8, 7, 129, native ? 1152 : 1100, Route::random, false, stream, 0);
+    run_routed(v, 4, 20, 33, 2048, Route::random, true, stream, 3);
+  }
+}
+
 TEST_CASE("linear_f32: K = 0 writes zeros; M = 0 and N = 0 do nothing") {
   Stream stream;
   Tensor x = Tensor::empty(DType::f32, {3, 0}, Space::cuda, stream);

@@ -21,6 +21,12 @@
 // share of the block before the cross-lane sum; by distributivity that is the same sum, and it
 // saves a warp reduction per block.
 //
+// Calls with M >= 16 rows (grouped: 16 per expert on average) run the tiled kernel below instead
+// (64 x 128 output tiles in shared memory, 4 x 8 per thread; dense: K split over blocks when tiles
+// are few; grouped: one block per expert row tile): the warp kernel reads each weight element
+// once per 8-row tile and sustains 5-7 TFLOP/s (H100, session 11), several times slower than
+// cuBLAS's SGEMM from 8 rows up.
+//
 // Grouped: the block stages the expert offsets (clamped into [0, R]) in shared memory; a warp
 // walks its 8 rows as runs of one expert (binary search for the owner of a row), accumulating each
 // run with that expert's weight rows, and writes only rows that some expert owns.
@@ -30,12 +36,15 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <optional>
 #include <type_traits>
 
 #include "r1/core/cuda.hpp"
 #include "r1/core/dtype.hpp"
 #include "r1/core/error.hpp"
+#include "r1/kernels/cuda/common.cuh"
 #include "r1/kernels/cuda/common.hpp"
+#include "r1/kernels/cuda/gemm_mma.cuh"
 #include "r1/kernels/cuda/grouped_gemm.hpp"
 #include "r1/kernels/cuda/linear_f32.hpp"
 
@@ -220,14 +229,15 @@ __device__ __forceinline__ float reduce_scatter(float (&v)[32], int lane) {
   return v[0];
 }
 
-/// acc[r * kCols + c] += sum over K of a[m0 + r, k] * w_e[n0 + c, k] for the tile rows
-/// r in [r_lo, r_hi) (a lane's share: its 4 elements of every 128-wide chunk).
+/// acc[r * kCols + c] += sum over k in [k_lo, k_hi) of a[m0 + r, k] * w_e[n0 + c, k] for the tile
+/// rows r in [r_lo, r_hi) (a lane's share: its 4 elements of every 128-wide chunk; k_lo is a
+/// multiple of 128).
 template <bool VEC, class A, class W>
 __device__ __forceinline__ void accumulate(const Params<A, W>& p, int e, int m0, int r_lo, int r_hi, int n0,
-                                           int lane, float (&acc)[32]) {
+                                           int lane, int k_lo, int k_hi, float (&acc)[32]) {
   const auto wt = p.w.tile(e, n0, p.n);
 #pragma unroll 2
-  for (int k0 = 0; k0 < p.k; k0 += kChunk) {
+  for (int k0 = k_lo; k0 < k_hi; k0 += kChunk) {
     const int k = k0 + lane * kVec, b = k0 / kChunk;
     float wv[kCols][kVec];
 #pragma unroll
@@ -268,7 +278,11 @@ __device__ __forceinline__ void accumulate(const Params<A, W>& p, int e, int m0,
 }
 
 /// Grid: x over 32-column block tiles, y over 8-row tiles (striding past 65535 tiles).
-template <class A, class W, bool GROUPED, bool VEC>
+/// KSPLIT: the block's 8 warps share one 4-column tile and split K instead (warp w takes the w-th
+/// eighth of the 128-wide chunks), their sums added in warp order through shared memory: for
+/// small N, whose 32-column tiles are too few to keep the GPU's loads in flight (N = 2112: 66
+/// blocks, each warp walking all of K = 7168 alone).
+template <class A, class W, bool GROUPED, bool VEC, bool KSPLIT>
 __global__ void __launch_bounds__(kThreads) linear_f32_kernel(const Params<A, W> p) {
   static_assert(!A::kQuantized || W::kBlockScaled, "quantized activations need a block-scaled FP8 weight");
   const int* off = nullptr;  // grouped: [groups + 1] offsets clamped into [0, m]
@@ -278,9 +292,14 @@ __global__ void __launch_bounds__(kThreads) linear_f32_kernel(const Params<A, W>
     __syncthreads();
     off = staged_offsets;
   }
-  const int lane = int(threadIdx.x) % 32;
-  const int n0 = (int(blockIdx.x) * kWarps + int(threadIdx.x) / 32) * kCols;
-  if (n0 >= p.n) return;  // whole warps; no block barrier follows
+  const int lane = int(threadIdx.x) % 32, warp = int(threadIdx.x) / 32;
+  const int n0 = KSPLIT ? int(blockIdx.x) * kCols : (int(blockIdx.x) * kWarps + warp) * kCols;
+  if (n0 >= p.n) return;  // whole warps (KSPLIT: the whole block); no block barrier follows
+  // this warp's K range: all of K, or (KSPLIT) its eighth of the 128-wide chunks
+  const int chunks = (p.k + kChunk - 1) / kChunk;
+  const int k_lo = KSPLIT ? (chunks * warp / kWarps) * kChunk : 0;
+  const int k_hi = KSPLIT ? min(p.k, (chunks * (warp + 1) / kWarps) * kChunk) : p.k;
+  [[maybe_unused]] __shared__ float split_sums[KSPLIT ? kWarps : 1][32];
   const int m_tiles = (p.m - 1) / kRows + 1;
   for (int mt = int(blockIdx.y); mt < m_tiles; mt += int(gridDim.y)) {
     const int m0 = mt * kRows, rows = min(kRows, p.m - m0);
@@ -295,13 +314,24 @@ __global__ void __launch_bounds__(kThreads) linear_f32_kernel(const Params<A, W>
           continue;
         }
         const int r_end = min(rows, off[e + 1] - m0);
-        accumulate<VEC>(p, e, m0, r, r_end, n0, lane, acc);
+        accumulate<VEC>(p, e, m0, r, r_end, n0, lane, k_lo, k_hi, acc);
         r = r_end;
       }
     } else {
-      accumulate<VEC>(p, 0, m0, 0, rows, n0, lane, acc);
+      accumulate<VEC>(p, 0, m0, 0, rows, n0, lane, k_lo, k_hi, acc);
     }
-    const float v = reduce_scatter(acc, lane);
+    float v = reduce_scatter(acc, lane);
+    if constexpr (KSPLIT) {
+      split_sums[warp][lane] = v;
+      __syncthreads();
+      if (warp == 0) {
+        v = split_sums[0][lane];
+#pragma unroll
+        for (int w = 1; w < kWarps; ++w) v += split_sums[w][lane];
+      }
+      __syncthreads();  // the next row tile overwrites split_sums
+      if (warp != 0) continue;
+    }
     const int r = lane / kCols, c = lane % kCols;
     bool write = r < rows && n0 + c < p.n;
     if constexpr (GROUPED) write = write && expert_of(off, p.groups, m0 + r) >= 0;
@@ -310,17 +340,253 @@ __global__ void __launch_bounds__(kThreads) linear_f32_kernel(const Params<A, W>
 }
 
 // ---------------------------------------------------------------------------------------------
+// Device: the tiled kernel (dense, M >= kTiledMinRows)
+//
+// A block computes a 64 x 128 tile of y; 256 threads, each 4 rows x 8 columns. K goes in steps of
+// 32: both operands are staged in shared memory as fp32, transposed ([k][row], [k][column]; bf16
+// widened, FP8 dequantized as code * scale rounded once, or kept as codes in native mode), double
+// buffered, the next step's global loads in flight while this one computes. Sums are two-level
+// like the warp kernel's native form: each 128-wide block of K is summed on its own, then added
+// (native: times xs * ws) into the accumulator, which keeps fp32 error near sqrt(128) + sqrt(K /
+// 128) roundings instead of sqrt(K). Long K with few tiles is split over blockIdx.y (whole 128-wide
+// blocks per split) into fp32 partials, summed in split order (deterministic).
+
+inline constexpr int kTBM = 64, kTBN = 128, kTBK = 32, kTThreads = 256;
+inline constexpr int kTiledMinRows = 16;
+inline constexpr int kTiledSmem = int(sizeof(float)) * 2 * kTBK * (kTBM + kTBN);  // 48 KB
+static_assert(128 % kTBK == 0 && kTBN == 128, "a block of K and a column tile must each be one scale block");
+
+/// Partial sums of split s go to partial + s * m * n (row-major m x n); nullptr: y.
+template <class A, class W>
+struct TiledParams {
+  Params<A, W> p;
+  float* partial = nullptr;
+  int kb_per_split = 0;  // 128-wide blocks of K per split
+};
+
+/// GROUPED: blockIdx.x / n_tiles counts the 64-row tiles of expert 0, then expert 1, ... (rows
+/// [offsets[e], offsets[e + 1]), clamped into [0, m]); blocks past the last tile return at once.
+template <class A, class W, bool VEC, bool GROUPED>
+__global__ void __launch_bounds__(kTThreads) linear_f32_tiled_kernel(const TiledParams<A, W> tp) {
+  using T = std::remove_cv_t<std::remove_pointer_t<decltype(tp.p.w.w)>>;
+  const Params<A, W>& p = tp.p;
+  extern __shared__ __align__(16) float tsmem[];
+  float* sx = tsmem;                      // [2][kTBK][kTBM]
+  float* sw = tsmem + 2 * kTBK * kTBM;    // [2][kTBK][kTBN]
+  const int tid = int(threadIdx.x), ty = tid / 16, tx = tid % 16;
+  const int n_tiles = (p.n + kTBN - 1) / kTBN;
+  const int n0 = int(blockIdx.x) % n_tiles * kTBN;
+  int m0 = int(blockIdx.x) / n_tiles * kTBM, m_end = min(p.m, m0 + kTBM), e = 0;
+  if constexpr (GROUPED) {
+    int* off = reinterpret_cast<int*>(tsmem + 2 * kTBK * (kTBM + kTBN));  // [groups + 1], clamped
+    for (int i = tid; i <= p.groups; i += kTThreads) off[i] = min(max(p.offsets[i], 0), p.m);
+    __syncthreads();
+    int slot = int(blockIdx.x) / n_tiles;  // the same in every thread: the exits below are block-wide
+    e = -1;
+    for (int g = 0, lo = off[0]; g < p.groups; ++g) {
+      const int hi = max(lo, off[g + 1]);  // offsets that go down own nothing
+      const int tiles = (hi - lo + kTBM - 1) / kTBM;
+      if (slot < tiles) {
+        e = g;
+        m0 = lo + slot * kTBM;
+        m_end = min(hi, m0 + kTBM);
+        break;
+      }
+      slot -= tiles;
+      lo = hi;
+    }
+    if (e < 0) return;
+  }
+  const T* w_base = p.w.ptrs ? p.w.ptrs[e] : p.w.w + int64_t(e) * p.w.group;
+  [[maybe_unused]] const float* s_base = nullptr;  // this expert's weight scales (FP8)
+  if constexpr (W::kBlockScaled) s_base = p.w.s_ptrs ? p.w.s_ptrs[e] : p.w.s + int64_t(e) * p.w.s_group;
+  const int kb_total = (p.k + 127) / 128;
+  const int kb_lo = int(blockIdx.y) * tp.kb_per_split, kb_hi = min(kb_total, kb_lo + tp.kb_per_split);
+  const int k_lo = kb_lo * 128, k_hi = min(p.k, kb_hi * 128);
+  const int steps = (k_hi - k_lo + kTBK - 1) / kTBK;
+
+  // this thread's share of a step's loads: x row lr, K offset lkx (8 values); weight column lc,
+  // K offset lkw (16 values)
+  const int lr = tid / 4, lkx = (tid % 4) * 8, lc = tid / 2, lkw = (tid % 2) * 16;
+  const bool x_in = m0 + lr < m_end, w_in = n0 + lc < p.n;
+  const T* w_row = w_base + int64_t(min(n0 + lc, p.n - 1)) * p.w.ld;
+  float xr[8], wr[16];
+  const auto load_step = [&](int step) {
+    const int k = k_lo + step * kTBK;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float v[kVec];
+      if (x_in) {
+        p.a.template load<VEC>(m0 + lr, k + lkx + 4 * h, k_hi, v);
+      } else {
+#pragma unroll
+        for (int j = 0; j < kVec; ++j) v[j] = 0.0f;
+      }
+#pragma unroll
+      for (int j = 0; j < kVec; ++j) xr[4 * h + j] = v[j];
+    }
+#pragma unroll
+    for (int h = 0; h < 4; ++h) {
+      float v[kVec];
+      if (w_in) {
+        load4<VEC>(w_row, k + lkw + 4 * h, k_hi, v);
+      } else {
+#pragma unroll
+        for (int j = 0; j < kVec; ++j) v[j] = 0.0f;
+      }
+#pragma unroll
+      for (int j = 0; j < kVec; ++j) wr[4 * h + j] = v[j];
+    }
+    if constexpr (W::kBlockScaled && !A::kQuantized) {  // dequantize: code * scale, rounded once
+      const float ws = s_base[int64_t(n0 / 128) * p.w.s_rs + int64_t(k / 128) * p.w.s_bs];
+#pragma unroll
+      for (int j = 0; j < 16; ++j) wr[j] = __fmul_rn(wr[j], ws);
+    }
+  };
+  const auto store_step = [&](int buf) {
+#pragma unroll
+    for (int j = 0; j < 8; ++j) sx[(buf * kTBK + lkx + j) * kTBM + lr] = xr[j];
+#pragma unroll
+    for (int j = 0; j < 16; ++j) sw[(buf * kTBK + lkw + j) * kTBN + lc] = wr[j];
+  };
+
+  float acc[4][8], blk[4][8];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 8; ++j) acc[i][j] = blk[i][j] = 0.0f;
+  const auto fold = [&](int kb) {  // the 128-wide block kb is complete: add it in
+    if constexpr (A::kQuantized) {
+      const float ws = s_base[int64_t(n0 / 128) * p.w.s_rs + int64_t(kb) * p.w.s_bs];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int r = min(m0 + 4 * ty + i, m_end - 1);
+        const float s = __fmul_rn(p.a.scale(r, kb), ws);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(blk[i][j], s, acc[i][j]);
+      }
+    } else {
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 8; ++j) acc[i][j] += blk[i][j];
+    }
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int j = 0; j < 8; ++j) blk[i][j] = 0.0f;
+  };
+
+  if (steps > 0) {
+    load_step(0);
+    store_step(0);
+  }
+  __syncthreads();
+  for (int step = 0; step < steps; ++step) {
+    const int buf = step & 1;
+    if (step + 1 < steps) load_step(step + 1);  // in flight during the FMAs below
+#pragma unroll 8
+    for (int kk = 0; kk < kTBK; ++kk) {
+      const float4 a = *reinterpret_cast<const float4*>(sx + (buf * kTBK + kk) * kTBM + 4 * ty);
+      const float4 b0 = *reinterpret_cast<const float4*>(sw + (buf * kTBK + kk) * kTBN + 8 * tx);
+      const float4 b1 = *reinterpret_cast<const float4*>(sw + (buf * kTBK + kk) * kTBN + 8 * tx + 4);
+      const float av[4] = {a.x, a.y, a.z, a.w}, bv[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 8; ++j) blk[i][j] = fmaf(av[i], bv[j], blk[i][j]);
+    }
+    const int k_next = k_lo + (step + 1) * kTBK;
+    if (k_next % 128 == 0 || step + 1 == steps) fold((k_next - 1) / 128);
+    if (step + 1 < steps) store_step(buf ^ 1);
+    __syncthreads();
+  }
+
+  // store: split partials or y
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int r = m0 + 4 * ty + i;
+    if (r >= m_end) continue;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const int c = n0 + 8 * tx + j;
+      if (c >= p.n) continue;
+      if (tp.partial) {
+        tp.partial[int64_t(blockIdx.y) * p.m * p.n + int64_t(r) * p.n + c] = acc[i][j];
+      } else {
+        p.y[int64_t(r) * p.ldy + c] = acc[i][j];
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Host: checks and launch
+
+/// The tiled kernel. Dense: with its K split (enough (tile, split) blocks for two per SM, at
+/// least 4 whole 128-wide blocks of K per split). Grouped: one block per (expert row tile, column
+/// tile) over an upper bound of the row tiles, ceil(m / 64) + groups (no split).
+template <class A, class W, bool GROUPED>
+void launch_tiled(const Params<A, W>& p, bool vec, stream_t stream) {
+  const int64_t row_tiles = GROUPED ? ceil_div(p.m, kTBM) + p.groups : ceil_div(p.m, kTBM);
+  const int64_t tiles = row_tiles * ceil_div(p.n, kTBN);
+  R1_CHECK(tiles < (int64_t(1) << 31), "cuda.linear_f32", "too many output tiles (", tiles, ")");
+  const int64_t kb_total = ceil_div(p.k, 128);
+  const int64_t want = GROUPED ? 1 : ceil_div(2 * int64_t(current_device().sms), tiles);
+  const int splits = int(std::clamp<int64_t>(want, 1, std::max<int64_t>(1, kb_total / 4)));
+  TiledParams<A, W> tp;
+  tp.p = p;
+  tp.kb_per_split = int(std::max<int64_t>(1, ceil_div(kb_total, splits)));
+  const int used = int(std::max<int64_t>(1, ceil_div(kb_total, tp.kb_per_split)));  // splits with work
+  const dim3 grid{unsigned(tiles), unsigned(used), 1u};
+  const int smem = kTiledSmem + (GROUPED ? int(sizeof(int)) * (p.groups + 1) : 0);
+  std::optional<mma::Scratch> part;
+  if (used > 1) {
+    part.emplace(std::size_t(used) * std::size_t(p.m) * std::size_t(p.n) * sizeof(float), stream);
+    tp.partial = static_cast<float*>(part->get());
+  }
+  const auto run = [&]<bool V>() {
+    constexpr auto kernel = linear_f32_tiled_kernel<A, W, V, GROUPED>;
+    const KernelInfo& k = prepare_kernel<kernel>(kTThreads, kTiledSmem + int(sizeof(int)) * (kMaxExperts + 1),
+                                                 "cuda.linear_f32");
+    (void)k;
+    kernel<<<grid, kTThreads, smem, stream>>>(tp);
+  };
+  if (vec) {
+    run.template operator()<true>();
+  } else {
+    run.template operator()<false>();
+  }
+  R1_CUDA_CHECK_LAUNCH();
+  if (used > 1) {
+    const int64_t total = int64_t(p.m) * p.n;
+    const int blocks = int(std::min<int64_t>(ceil_div(total, 256), int64_t(current_device().sms) * 8));
+    mma::splitk_reduce_kernel<float><<<blocks, 256, 0, stream>>>(tp.partial, used, p.m, p.n, p.y, p.ldy);
+    R1_CUDA_CHECK_LAUNCH();
+  }
+}
 
 template <class A, class W, bool GROUPED>
 void launch(const Params<A, W>& p, bool vec, stream_t stream) {
-  const dim3 grid{unsigned(ceil_div(p.n, kWarps * kCols)),
-                  unsigned(std::min<int64_t>(ceil_div(p.m, kRows), kMaxGridY)), 1u};
+  // the tiled kernel from 16 rows (grouped: 16 rows per expert on average)
+  if (p.k > 0 && p.m >= kTiledMinRows * (GROUPED ? p.groups : 1)) {
+    launch_tiled<A, W, GROUPED>(p, vec, stream);
+    return;
+  }
+  const int64_t row_tiles = std::min<int64_t>(ceil_div(p.m, kRows), kMaxGridY);
+  // Few column tiles (and K long enough for 8 warps): split K inside the block (KSPLIT above).
+  const bool ksplit = ceil_div(p.n, kWarps * kCols) * row_tiles < 2 * int64_t(current_device().sms) &&
+                      ceil_div(p.k, kChunk) >= kWarps;
+  const dim3 grid{unsigned(ceil_div(p.n, ksplit ? kCols : kWarps * kCols)), unsigned(row_tiles), 1u};
   const std::size_t smem = GROUPED ? std::size_t(p.groups + 1) * sizeof(int) : 0;
-  if (vec) {
-    linear_f32_kernel<A, W, GROUPED, true><<<grid, kThreads, smem, stream>>>(p);
+  if (vec && ksplit) {
+    linear_f32_kernel<A, W, GROUPED, true, true><<<grid, kThreads, smem, stream>>>(p);
+  } else if (vec) {
+    linear_f32_kernel<A, W, GROUPED, true, false><<<grid, kThreads, smem, stream>>>(p);
+  } else if (ksplit) {
+    linear_f32_kernel<A, W, GROUPED, false, true><<<grid, kThreads, smem, stream>>>(p);
   } else {
-    linear_f32_kernel<A, W, GROUPED, false><<<grid, kThreads, smem, stream>>>(p);
+    linear_f32_kernel<A, W, GROUPED, false, false><<<grid, kThreads, smem, stream>>>(p);
   }
   R1_CUDA_CHECK_LAUNCH();
 }
