@@ -1,13 +1,16 @@
 // SPDX-License-Identifier: MIT
 // Build and run: g++ -O2 -std=c++20 scripts/analysis/linear_f32_tiled_emulation.cpp -o /tmp/emu && /tmp/emu
 // Host emulation of linear_f32_tiled_kernel's index math (element-load path), dense + split-K +
-// grouped, f32 weights (dequant/native modes by flags), against a naive reference.
+// grouped, f32 weights (dequant/native modes by flags; the kernel itself no longer takes the native
+// form, which stays on the warp kernel), against a naive reference.
 #include <cstdio>
 #include <cmath>
 #include <vector>
 #include <algorithm>
 #include <random>
 constexpr int BM = 64, BN = 128, BK = 32, TH = 256;
+// a thread's 8 columns: 4 tx .. 4 tx + 3 and 64 + 4 tx .. 64 + 4 tx + 3
+inline int col_of(int tx, int j) { return j < 4 ? 4 * tx + j : BN / 2 + 4 * tx + j - 4; }
 struct Prob { int m, n, k; bool native; bool dequant; int groups; std::vector<int> off; };
 int main() {
   std::mt19937 rng(1);
@@ -61,14 +64,14 @@ int main() {
       static float acc[TH][4][8], blk[TH][4][8], xr[TH][8], wr[TH][16];
       for (int t = 0; t < TH; ++t) for (int i = 0; i < 4; ++i) for (int j = 0; j < 8; ++j) acc[t][i][j] = blk[t][i][j] = 0;
       auto load = [&](int step) { const int kk0 = k_lo + step * BK;
-        for (int t = 0; t < TH; ++t) { int lr = t / 4, lkx = (t % 4) * 8, lc = t / 2, lkw = (t % 2) * 16;
+        for (int t = 0; t < TH; ++t) { int lr = t % BM, lkx = t / BM * 8, lc = t % BN, lkw = t / BN * 16;
           bool xin = m0 + lr < m_end, win = n0 + lc < n;
           for (int j = 0; j < 8; ++j) { int kk = kk0 + lkx + j; xr[t][j] = (xin && kk < k_hi) ? x[size_t(m0 + lr) * k + kk] : 0; }
           int col = std::min(n0 + lc, n - 1);
           for (int j = 0; j < 16; ++j) { int kk = kk0 + lkw + j; float v = (win && kk < k_hi) ? w[(size_t(e) * n + col) * k + kk] : 0;
             if (P.dequant) v = v * ws[(size_t(e) * nb + n0 / 128) * kbt + kk0 / 128];
             wr[t][j] = v; } } };
-      auto store = [&](int buf) { for (int t = 0; t < TH; ++t) { int lr = t / 4, lkx = (t % 4) * 8, lc = t / 2, lkw = (t % 2) * 16;
+      auto store = [&](int buf) { for (int t = 0; t < TH; ++t) { int lr = t % BM, lkx = t / BM * 8, lc = t % BN, lkw = t / BN * 16;
           for (int j = 0; j < 8; ++j) sx[buf][lkx + j][lr] = xr[t][j]; for (int j = 0; j < 16; ++j) sw[buf][lkw + j][lc] = wr[t][j]; } };
       auto fold = [&](int kb) { for (int t = 0; t < TH; ++t) { int ty = t / 16;
           for (int i = 0; i < 4; ++i) { int r = std::min(m0 + 4 * ty + i, m_end - 1);
@@ -79,13 +82,13 @@ int main() {
         if (step + 1 < steps) load(step + 1);
         for (int t = 0; t < TH; ++t) { int ty = t / 16, tx = t % 16;
           for (int kk = 0; kk < BK; ++kk) for (int i = 0; i < 4; ++i) for (int j = 0; j < 8; ++j)
-            blk[t][i][j] = std::fma(sx[buf][kk][4 * ty + i], sw[buf][kk][8 * tx + j], blk[t][i][j]); }
+            blk[t][i][j] = std::fma(sx[buf][kk][4 * ty + i], sw[buf][kk][col_of(tx, j)], blk[t][i][j]); }
         int k_next = k_lo + (step + 1) * BK;
         if (k_next % 128 == 0 || step + 1 == steps) fold((k_next - 1) / 128);
         if (step + 1 < steps) store(buf ^ 1); }
       for (int t = 0; t < TH; ++t) { int ty = t / 16, tx = t % 16;
         for (int i = 0; i < 4; ++i) { int r = m0 + 4 * ty + i; if (r >= m_end) continue;
-          for (int j = 0; j < 8; ++j) { int c = n0 + 8 * tx + j; if (c >= n) continue;
+          for (int j = 0; j < 8; ++j) { int c = n0 + col_of(tx, j); if (c >= n) continue;
             if (used > 1) partial[size_t(by) * m * n + size_t(r) * n + c] = acc[t][i][j]; else y[size_t(r) * n + c] = acc[t][i][j]; } } }
     }
     if (used > 1) for (size_t i = 0; i < size_t(m) * n; ++i) { float s = 0; bool any = false; for (int sp = 0; sp < used; ++sp) { float v = partial[sp * size_t(m) * n + i]; if (!std::isnan(v)) { s += v; any = true; } } if (any) y[i] = s; }

@@ -21,11 +21,12 @@
 // share of the block before the cross-lane sum; by distributivity that is the same sum, and it
 // saves a warp reduction per block.
 //
-// Calls with M >= 16 rows (grouped: 16 per expert on average) run the tiled kernel below instead
-// (64 x 128 output tiles in shared memory, 4 x 8 per thread; dense: K split over blocks when tiles
-// are few; grouped: one block per expert row tile): the warp kernel reads each weight element
-// once per 8-row tile and sustains 5-7 TFLOP/s (H100, session 11), several times slower than
-// cuBLAS's SGEMM from 8 rows up.
+// Calls with f32 activations and M >= 16 rows (grouped: 16 per expert on average) run the tiled
+// kernel below instead (64 x 128 output tiles in shared memory, 4 x 8 per thread; dense: K split
+// over blocks when tiles are few; grouped: one block per expert row tile): the warp kernel reads
+// each weight element once per 8-row tile and sustains 5-7 TFLOP/s (H100, session 11), several
+// times slower than cuBLAS's SGEMM from 8 rows up. The native form stays on the warp kernel
+// (`launch` says why).
 //
 // Grouped: the block stages the expert offsets (clamped into [0, R]) in shared memory; a warp
 // walks its 8 rows as runs of one expert (binary search for the owner of a row), accumulating each
@@ -36,7 +37,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <optional>
+#include <string_view>
 #include <type_traits>
 
 #include "r1/core/cuda.hpp"
@@ -340,15 +343,15 @@ __global__ void __launch_bounds__(kThreads) linear_f32_kernel(const Params<A, W>
 }
 
 // ---------------------------------------------------------------------------------------------
-// Device: the tiled kernel (dense, M >= kTiledMinRows)
+// Device: the tiled kernel (f32 activations, M >= kTiledMinRows; dense or grouped)
 //
-// A block computes a 64 x 128 tile of y; 256 threads, each 4 rows x 8 columns. K goes in steps of
-// 32: both operands are staged in shared memory as fp32, transposed ([k][row], [k][column]; bf16
-// widened, FP8 dequantized as code * scale rounded once, or kept as codes in native mode), double
-// buffered, the next step's global loads in flight while this one computes. Sums are two-level
-// like the warp kernel's native form: each 128-wide block of K is summed on its own, then added
-// (native: times xs * ws) into the accumulator, which keeps fp32 error near sqrt(128) + sqrt(K /
-// 128) roundings instead of sqrt(K). Long K with few tiles is split over blockIdx.y (whole 128-wide
+// A block computes a 64 x 128 tile of y; 256 threads, each 4 rows x 8 columns (two runs of 4 columns,
+// 64 apart, so the warps' shared-memory reads are conflict-free). K goes in steps of 32: both
+// operands are staged in shared memory as fp32, transposed ([k][row], [k][column]; bf16 widened,
+// FP8 dequantized as code * scale rounded once), double buffered, the next step's global loads in
+// flight while this one computes. Sums are two-level: each 128-wide block of K is summed on its
+// own, then added into the accumulator, which keeps fp32 error near sqrt(128) + sqrt(K / 128)
+// roundings instead of sqrt(K). Long K with few tiles is split over blockIdx.y (whole 128-wide
 // blocks per split) into fp32 partials, summed in split order (deterministic).
 
 inline constexpr int kTBM = 64, kTBN = 128, kTBK = 32, kTThreads = 256;
@@ -368,6 +371,7 @@ struct TiledParams {
 /// [offsets[e], offsets[e + 1]), clamped into [0, m]); blocks past the last tile return at once.
 template <class A, class W, bool VEC, bool GROUPED>
 __global__ void __launch_bounds__(kTThreads) linear_f32_tiled_kernel(const TiledParams<A, W> tp) {
+  static_assert(!A::kQuantized, "the native form runs on the warp kernel (launch says why)");
   using T = std::remove_cv_t<std::remove_pointer_t<decltype(tp.p.w.w)>>;
   const Params<A, W>& p = tp.p;
   extern __shared__ __align__(16) float tsmem[];
@@ -406,8 +410,11 @@ __global__ void __launch_bounds__(kTThreads) linear_f32_tiled_kernel(const Tiled
   const int steps = (k_hi - k_lo + kTBK - 1) / kTBK;
 
   // this thread's share of a step's loads: x row lr, K offset lkx (8 values); weight column lc,
-  // K offset lkw (16 values)
-  const int lr = tid / 4, lkx = (tid % 4) * 8, lc = tid / 2, lkw = (tid % 2) * 16;
+  // K offset lkw (16 values). A warp takes 32 consecutive rows (columns) at one K offset: each
+  // thread reads whole 32-byte sectors of its row, and the transposed shared-memory stores of the
+  // warp hit 32 different banks.
+  const int lr = tid % kTBM, lkx = tid / kTBM * 8, lc = tid % kTBN, lkw = tid / kTBN * 16;
+  static_assert(kTThreads == kTBM * 4 && kTThreads == kTBN * 2, "a step's loads: 8 x values, 16 w values a thread");
   const bool x_in = m0 + lr < m_end, w_in = n0 + lc < p.n;
   const T* w_row = w_base + int64_t(min(n0 + lc, p.n - 1)) * p.w.ld;
   float xr[8], wr[16];
@@ -437,7 +444,7 @@ __global__ void __launch_bounds__(kTThreads) linear_f32_tiled_kernel(const Tiled
 #pragma unroll
       for (int j = 0; j < kVec; ++j) wr[4 * h + j] = v[j];
     }
-    if constexpr (W::kBlockScaled && !A::kQuantized) {  // dequantize: code * scale, rounded once
+    if constexpr (W::kBlockScaled) {  // dequantize: code * scale, rounded once
       const float ws = s_base[int64_t(n0 / 128) * p.w.s_rs + int64_t(k / 128) * p.w.s_bs];
 #pragma unroll
       for (int j = 0; j < 16; ++j) wr[j] = __fmul_rn(wr[j], ws);
@@ -455,27 +462,13 @@ __global__ void __launch_bounds__(kTThreads) linear_f32_tiled_kernel(const Tiled
   for (int i = 0; i < 4; ++i)
 #pragma unroll
     for (int j = 0; j < 8; ++j) acc[i][j] = blk[i][j] = 0.0f;
-  const auto fold = [&](int kb) {  // the 128-wide block kb is complete: add it in
-    if constexpr (A::kQuantized) {
-      const float ws = s_base[int64_t(n0 / 128) * p.w.s_rs + int64_t(kb) * p.w.s_bs];
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int r = min(m0 + 4 * ty + i, m_end - 1);
-        const float s = __fmul_rn(p.a.scale(r, kb), ws);
-#pragma unroll
-        for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(blk[i][j], s, acc[i][j]);
-      }
-    } else {
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-#pragma unroll
-        for (int j = 0; j < 8; ++j) acc[i][j] += blk[i][j];
-    }
+  const auto fold = [&] {  // a 128-wide block of K is complete: add its sums in
 #pragma unroll
     for (int i = 0; i < 4; ++i)
 #pragma unroll
-      for (int j = 0; j < 8; ++j) blk[i][j] = 0.0f;
+      for (int j = 0; j < 8; ++j) acc[i][j] += blk[i][j], blk[i][j] = 0.0f;
   };
+
 
   if (steps > 0) {
     load_step(0);
@@ -488,8 +481,10 @@ __global__ void __launch_bounds__(kTThreads) linear_f32_tiled_kernel(const Tiled
 #pragma unroll 8
     for (int kk = 0; kk < kTBK; ++kk) {
       const float4 a = *reinterpret_cast<const float4*>(sx + (buf * kTBK + kk) * kTBM + 4 * ty);
-      const float4 b0 = *reinterpret_cast<const float4*>(sw + (buf * kTBK + kk) * kTBN + 8 * tx);
-      const float4 b1 = *reinterpret_cast<const float4*>(sw + (buf * kTBK + kk) * kTBN + 8 * tx + 4);
+      // columns 4 tx .. 4 tx + 3 and 64 + 4 tx .. 64 + 4 tx + 3: each float4 load of the 16
+      // threads of a row group reads 256 contiguous bytes (2 wavefronts, no bank conflict)
+      const float4 b0 = *reinterpret_cast<const float4*>(sw + (buf * kTBK + kk) * kTBN + 4 * tx);
+      const float4 b1 = *reinterpret_cast<const float4*>(sw + (buf * kTBK + kk) * kTBN + kTBN / 2 + 4 * tx);
       const float av[4] = {a.x, a.y, a.z, a.w}, bv[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
 #pragma unroll
       for (int i = 0; i < 4; ++i)
@@ -497,7 +492,7 @@ __global__ void __launch_bounds__(kTThreads) linear_f32_tiled_kernel(const Tiled
         for (int j = 0; j < 8; ++j) blk[i][j] = fmaf(av[i], bv[j], blk[i][j]);
     }
     const int k_next = k_lo + (step + 1) * kTBK;
-    if (k_next % 128 == 0 || step + 1 == steps) fold((k_next - 1) / 128);
+    if (k_next % 128 == 0 || step + 1 == steps) fold();
     if (step + 1 < steps) store_step(buf ^ 1);
     __syncthreads();
   }
@@ -509,7 +504,7 @@ __global__ void __launch_bounds__(kTThreads) linear_f32_tiled_kernel(const Tiled
     if (r >= m_end) continue;
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
-      const int c = n0 + 8 * tx + j;
+      const int c = n0 + (j < 4 ? 4 * tx + j : kTBN / 2 + 4 * tx + j - 4);
       if (c >= p.n) continue;
       if (tp.partial) {
         tp.partial[int64_t(blockIdx.y) * p.m * p.n + int64_t(r) * p.n + c] = acc[i][j];
@@ -523,39 +518,55 @@ __global__ void __launch_bounds__(kTThreads) linear_f32_tiled_kernel(const Tiled
 // ---------------------------------------------------------------------------------------------
 // Host: checks and launch
 
-/// The tiled kernel. Dense: with its K split (enough (tile, split) blocks for two per SM, at
-/// least 4 whole 128-wide blocks of K per split). Grouped: one block per (expert row tile, column
-/// tile) over an upper bound of the row tiles, ceil(m / 64) + groups (no split).
+/// The K split of a dense call: among 1 .. kb_total / 4 splits (at least 4 whole 128-wide blocks
+/// of K each), the one whose (tile, split) blocks fill their last wave of `slots` resident blocks
+/// best (no split when the tiles alone fill a wave); a smaller split unless a larger one fills at least 2% more. (Session 12, H100: at
+/// M = 64, N = 7168, K = 16384 the former rule gave 280 blocks for 264 slots, a second wave of 16.)
+/// Returns the 128-wide blocks per split.
+inline int64_t tiled_kb_per_split(int64_t tiles, int64_t kb_total, int64_t slots) {
+  if (tiles >= slots) return std::max<int64_t>(1, kb_total);  // a wave of tiles already: no split
+  int64_t best = kb_total;  // one split
+  double best_fill = 0;
+  for (int64_t s = 1; s <= std::max<int64_t>(1, kb_total / 4); ++s) {
+    const int64_t per = ceil_div(kb_total, s), used = ceil_div(kb_total, per), blocks = tiles * used;
+    const double fill = double(blocks) / double(ceil_div(blocks, slots) * slots);
+    if (fill > best_fill + 0.02) best = per, best_fill = fill;
+  }
+  return std::max<int64_t>(1, best);
+}
+
+/// The tiled kernel. Dense: with its K split (tiled_kb_per_split). Grouped: one block per (expert
+/// row tile, column tile) over an upper bound of the row tiles, ceil(m / 64) + groups (no split).
 template <class A, class W, bool GROUPED>
 void launch_tiled(const Params<A, W>& p, bool vec, stream_t stream) {
   const int64_t row_tiles = GROUPED ? ceil_div(p.m, kTBM) + p.groups : ceil_div(p.m, kTBM);
   const int64_t tiles = row_tiles * ceil_div(p.n, kTBN);
   R1_CHECK(tiles < (int64_t(1) << 31), "cuda.linear_f32", "too many output tiles (", tiles, ")");
+  const int smem = kTiledSmem + (GROUPED ? int(sizeof(int)) * (p.groups + 1) : 0);
+  const auto run = [&]<bool V>(const TiledParams<A, W>& tp, dim3 grid) {
+    linear_f32_tiled_kernel<A, W, V, GROUPED><<<grid, kTThreads, smem, stream>>>(tp);
+  };
+  // both variants prepared (their occupancy is the same code's; the split reads the one that runs)
+  const KernelInfo& k = vec ? prepare_kernel<linear_f32_tiled_kernel<A, W, true, GROUPED>>(
+                                  kTThreads, kTiledSmem + int(sizeof(int)) * (kMaxExperts + 1), "cuda.linear_f32")
+                            : prepare_kernel<linear_f32_tiled_kernel<A, W, false, GROUPED>>(
+                                  kTThreads, kTiledSmem + int(sizeof(int)) * (kMaxExperts + 1), "cuda.linear_f32");
   const int64_t kb_total = ceil_div(p.k, 128);
-  const int64_t want = GROUPED ? 1 : ceil_div(2 * int64_t(current_device().sms), tiles);
-  const int splits = int(std::clamp<int64_t>(want, 1, std::max<int64_t>(1, kb_total / 4)));
+  const int64_t slots = int64_t(std::max(1, k.blocks_per_sm)) * current_device().sms;
   TiledParams<A, W> tp;
   tp.p = p;
-  tp.kb_per_split = int(std::max<int64_t>(1, ceil_div(kb_total, splits)));
+  tp.kb_per_split = int(GROUPED ? kb_total : tiled_kb_per_split(tiles, kb_total, slots));
   const int used = int(std::max<int64_t>(1, ceil_div(kb_total, tp.kb_per_split)));  // splits with work
   const dim3 grid{unsigned(tiles), unsigned(used), 1u};
-  const int smem = kTiledSmem + (GROUPED ? int(sizeof(int)) * (p.groups + 1) : 0);
   std::optional<mma::Scratch> part;
   if (used > 1) {
     part.emplace(std::size_t(used) * std::size_t(p.m) * std::size_t(p.n) * sizeof(float), stream);
     tp.partial = static_cast<float*>(part->get());
   }
-  const auto run = [&]<bool V>() {
-    constexpr auto kernel = linear_f32_tiled_kernel<A, W, V, GROUPED>;
-    const KernelInfo& k = prepare_kernel<kernel>(kTThreads, kTiledSmem + int(sizeof(int)) * (kMaxExperts + 1),
-                                                 "cuda.linear_f32");
-    (void)k;
-    kernel<<<grid, kTThreads, smem, stream>>>(tp);
-  };
   if (vec) {
-    run.template operator()<true>();
+    run.template operator()<true>(tp, grid);
   } else {
-    run.template operator()<false>();
+    run.template operator()<false>(tp, grid);
   }
   R1_CUDA_CHECK_LAUNCH();
   if (used > 1) {
@@ -566,16 +577,39 @@ void launch_tiled(const Params<A, W>& p, bool vec, stream_t stream) {
   }
 }
 
+/// For comparisons: R1_LINEAR_F32_KERNEL=warp runs every call on the warp kernel without its K
+/// split (the session-11 kernel), =tiled runs every f32-activation call with K > 0 on the tiled
+/// kernel; unset or anything else picks by shape and operand form (below).
+enum class KernelChoice { automatic, warp, tiled };
+inline KernelChoice kernel_choice() {
+  static const KernelChoice c = [] {
+    const char* e = std::getenv("R1_LINEAR_F32_KERNEL");
+    if (e && std::string_view(e) == "warp") return KernelChoice::warp;
+    if (e && std::string_view(e) == "tiled") return KernelChoice::tiled;
+    return KernelChoice::automatic;
+  }();
+  return c;
+}
+
 template <class A, class W, bool GROUPED>
 void launch(const Params<A, W>& p, bool vec, stream_t stream) {
-  // the tiled kernel from 16 rows (grouped: 16 rows per expert on average)
-  if (p.k > 0 && p.m >= kTiledMinRows * (GROUPED ? p.groups : 1)) {
-    launch_tiled<A, W, GROUPED>(p, vec, stream);
-    return;
+  const KernelChoice choice = kernel_choice();
+  // The tiled kernel from 16 rows (grouped: 16 rows per expert on average), for f32 activations.
+  // The native form (e4m3 activation codes) stays on the warp kernel: its short pairwise lane sums
+  // are what keep tiny-r1-mtp's `--fp8 native --activations f32` run on the fp64 activation-
+  // quantization simulation (cosine 1.0 at every position on the H100); with the tiled kernel's
+  // 128-long FMA chains (and with 32-long ones) one position fell to 0.99968 (session 12).
+  if constexpr (!A::kQuantized) {
+    if (p.k > 0 && choice != KernelChoice::warp &&
+        (choice == KernelChoice::tiled || p.m >= kTiledMinRows * (GROUPED ? p.groups : 1))) {
+      launch_tiled<A, W, GROUPED>(p, vec, stream);
+      return;
+    }
   }
   const int64_t row_tiles = std::min<int64_t>(ceil_div(p.m, kRows), kMaxGridY);
   // Few column tiles (and K long enough for 8 warps): split K inside the block (KSPLIT above).
-  const bool ksplit = ceil_div(p.n, kWarps * kCols) * row_tiles < 2 * int64_t(current_device().sms) &&
+  const bool ksplit = choice != KernelChoice::warp &&
+                      ceil_div(p.n, kWarps * kCols) * row_tiles < 2 * int64_t(current_device().sms) &&
                       ceil_div(p.k, kChunk) >= kWarps;
   const dim3 grid{unsigned(ceil_div(p.n, ksplit ? kCols : kWarps * kCols)), unsigned(row_tiles), 1u};
   const std::size_t smem = GROUPED ? std::size_t(p.groups + 1) * sizeof(int) : 0;
