@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <numeric>
 #include <vector>
 
@@ -413,6 +414,41 @@ TEST_CASE("linear_f32: few column tiles and K of 8+ chunks split K across the bl
     run_dense(v, Case{9, 129, native ? 2048 : 2047, 4, 0, 3, 1, true}, stream);
     run_routed(v, 8, 7, 129, native ? 1152 : 1100, Route::random, false, stream, 0);
     run_routed(v, 4, 20, 33, 2048, Route::random, true, stream, 3);
+  }
+}
+
+TEST_CASE("linear_f32 bf16 weight from 8 rows (x in three bf16 parts on the tensor cores): chunks, infinities") {
+  Stream stream;
+  // 7 rows stay on the CUDA cores, 8 take the three-part GEMM; the same bound either way
+  run_dense(Variant::bf16, Case{7, 300, 1000, 3, 5, 2, 1}, stream);
+  run_dense(Variant::bf16, Case{8, 300, 1000, 3, 5, 2, 1}, stream);
+  // three [rows, 16384] f32 partial outputs of 2048 rows exceed the 256 MiB scratch: two chunks of rows
+  run_dense(Variant::bf16, Case{2048, 16384, 8, 0, 0, 3}, stream);
+  // An infinite activation stays infinite (its parts are inf, 0, 0; inf - inf would make NaN), a
+  // NaN stays NaN, a finite one past bf16's largest stays finite, and the other rows are untouched.
+  const int64_t m = 9, n = 5, k = 64;
+  Tensor x = Tensor::from_vector(std::vector<float>(size_t(m * k), 0.25f), {m, k});
+  x.data_as<float>()[2 * k + 3] = std::numeric_limits<float>::infinity();
+  x.data_as<float>()[5 * k + 7] = -std::numeric_limits<float>::infinity();
+  x.data_as<float>()[6 * k + 1] = std::numeric_limits<float>::quiet_NaN();
+  x.data_as<float>()[7 * k + 9] = 3.4e38f;  // finite, but it rounds to bf16 infinity
+  Tensor w = Tensor::from_vector(std::vector<bf16>(size_t(n * k), bf16(0.5f)), {n, k});
+  Tensor xd = x.to(Space::cuda, stream), wd = w.to(Space::cuda, stream);
+  Tensor y = Tensor::empty(DType::f32, {m, n}, Space::cuda, stream);
+  poison(y, stream);
+  cuda::linear_f32(xd.view<const float, 2>(), wd.view<const bf16, 2>(), y.view<float, 2>(), stream);
+  const Tensor yh = y.to(Space::host, stream);
+  for (int64_t r = 0; r < m; ++r) {
+    for (int64_t c = 0; c < n; ++c) {
+      CAPTURE(r);
+      CAPTURE(c);
+      const float v = yh.data_as<float>()[r * n + c];
+      if (r == 2) CHECK(v == std::numeric_limits<float>::infinity());
+      else if (r == 5) CHECK(v == -std::numeric_limits<float>::infinity());
+      else if (r == 6) CHECK(std::isnan(v));
+      else if (r == 7) CHECK(v == doctest::Approx(0.5 * 3.4e38).epsilon(1e-6));  // finite: h is bf16's largest
+      else CHECK(v == 0.25f * 0.5f * float(k));
+    }
   }
 }
 

@@ -49,6 +49,7 @@
 #include "r1/kernels/cuda/common.hpp"
 #include "r1/kernels/cuda/gemm_mma.cuh"
 #include "r1/kernels/cuda/grouped_gemm.hpp"
+#include "r1/kernels/cuda/linear.hpp"
 #include "r1/kernels/cuda/linear_f32.hpp"
 
 namespace r1::cuda::detail::f32gemm {
@@ -761,6 +762,87 @@ void set_offsets(Params<A, W>& p, const View<const int32_t, 1>& offsets) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Dense bf16 weight from kSplit3MinRows rows: three exact bf16 parts of x on the tensor cores
+//
+// x = h + m + l exactly, with h = bf16(x), m = bf16(x - h), l = bf16(x - h - m): each residual is
+// exact in fp32, and three 8-bit bf16 significands hold fp32's 24. So x . w = h . w + m . w + l . w
+// with every product exact (bf16 x bf16 fits in fp32); only the sums differ from the CUDA-core
+// kernels' (the tensor cores' fp32 accumulation, in their order). The parts are stacked as 3 R rows
+// of one bf16 GEMM with f32 output (cuda::linear: r1's mma.sync kernel or cuBLASLt, whichever the
+// row count picks), which reads the weight once; then y = (l . w + m . w) + h . w. Rows go in
+// chunks whose three partial outputs fit kSplit3ScratchBytes. Measured on the H100 (session 11 and
+// 12): the CUDA-core kernels reach 5-27 TFLOP/s from 8 rows up, below PyTorch's fp32 GEMM.
+
+inline constexpr int64_t kSplit3MinRows = 8;
+inline constexpr std::size_t kSplit3ScratchBytes = std::size_t(256) << 20;
+
+/// parts [3, R, K] bf16 (dense) = the h, m, l parts of x [R, K] (row stride ldx). A non-finite
+/// value goes whole into h, with zero m and l (inf - inf would turn an infinity into NaN); a finite
+/// one that rounds to bf16 infinity (|x| > 3.3895e38) takes bf16's largest as h, the rest exact below.
+__global__ void split3_kernel(const float* __restrict__ x, int64_t ldx, int rows, int k, bf16* __restrict__ parts) {
+  const int64_t plane = int64_t(rows) * k;
+  for (int r = int(blockIdx.y); r < rows; r += int(gridDim.y)) {
+    for (int c = int(blockIdx.x * blockDim.x + threadIdx.x); c < k; c += int(gridDim.x * blockDim.x)) {
+      const float v = x[int64_t(r) * ldx + c];
+      bf16 h(v);
+      if (isfinite(v) && !isfinite(float(h))) h = bf16::from_bits(v < 0 ? 0xff7fu : 0x7f7fu);
+      const float r1 = isfinite(v) ? v - float(h) : 0.0f;
+      const bf16 mid(r1);
+      const int64_t i = int64_t(r) * k + c;
+      parts[i] = h;
+      parts[plane + i] = mid;
+      parts[2 * plane + i] = bf16(r1 - float(mid));
+    }
+  }
+}
+
+/// y [R, N] (row stride ldy) = (ys[2] + ys[1]) + ys[0], ys [3, R, N] dense: the smallest parts first.
+__global__ void combine3_kernel(const float* __restrict__ ys, int rows, int n, float* __restrict__ y, int64_t ldy) {
+  const int64_t plane = int64_t(rows) * n;
+  for (int r = int(blockIdx.y); r < rows; r += int(gridDim.y)) {
+    for (int c = int(blockIdx.x * blockDim.x + threadIdx.x); c < n; c += int(gridDim.x * blockDim.x)) {
+      const int64_t i = int64_t(r) * n + c;
+      y[int64_t(r) * ldy + c] = (ys[2 * plane + i] + ys[plane + i]) + ys[i];
+    }
+  }
+}
+
+/// A dense [rows, cols] device view of T at p (row stride cols).
+template <class T>
+View<T, 2> dense_view(T* p, int64_t rows, int64_t cols) {
+  View<T, 2> v;
+  v.data = p;
+  v.space = Space::cuda;
+  v.shape[0] = rows;
+  v.shape[1] = cols;
+  v.stride[0] = cols;
+  v.stride[1] = 1;
+  return v;
+}
+
+/// y = x . w^T through split3_kernel, cuda::linear<float> and combine3_kernel, a chunk of rows at a time.
+inline void dense_bf16_split3(View<const float, 2> x, View<const bf16, 2> w, View<float, 2> y, stream_t stream) {
+  const int64_t m = x.shape[0], k = x.shape[1], n = w.shape[0];
+  const int64_t chunk = std::clamp<int64_t>(int64_t(kSplit3ScratchBytes / (3 * sizeof(float) * std::size_t(n))),
+                                            kSplit3MinRows, m);
+  mma::Scratch parts(std::size_t(3 * chunk * k) * sizeof(bf16), stream);
+  mma::Scratch ys(std::size_t(3 * chunk * n) * sizeof(float), stream);
+  const auto grid = [](int64_t rows, int64_t cols) {
+    return dim3{unsigned(std::min<int64_t>(ceil_div(cols, 256), 64)), unsigned(std::min<int64_t>(rows, 65535)), 1u};
+  };
+  for (int64_t r0 = 0; r0 < m; r0 += chunk) {
+    const int64_t rows = std::min(chunk, m - r0);
+    bf16* pp = static_cast<bf16*>(parts.get());
+    float* yp = static_cast<float*>(ys.get());
+    split3_kernel<<<grid(rows, k), 256, 0, stream>>>(x.data + r0 * row_stride(x), row_stride(x), int(rows), int(k), pp);
+    R1_CUDA_CHECK_LAUNCH();
+    cuda::linear<float>(dense_view<const bf16>(pp, 3 * rows, k), w, dense_view(yp, 3 * rows, n), stream);
+    combine3_kernel<<<grid(rows, n), 256, 0, stream>>>(yp, int(rows), int(n), y.data + r0 * row_stride(y), row_stride(y));
+    R1_CUDA_CHECK_LAUNCH();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Host: the operations (src/cuda/linear_f32.cu defines the public functions with them)
 
 inline void dense_bf16(View<const float, 2> x, View<const bf16, 2> w, View<float, 2> y, stream_t stream) {
@@ -770,6 +852,10 @@ inline void dense_bf16(View<const float, 2> x, View<const bf16, 2> w, View<float
   const int64_t m = x.shape[0], k = x.shape[1], n = w.shape[0];
   check_output(y, m, n, k, op);
   if (m == 0 || n == 0) return;
+  if (m >= kSplit3MinRows && k > 0 && kernel_choice() == KernelChoice::automatic) {
+    dense_bf16_split3(x, w, y, stream);
+    return;
+  }
   const bool vec = rows_vector_aligned(x, 16) && rows_vector_aligned(w, 8);
   launch<ActF32, Weights<bf16>, false>(make_params(act_f32(x), dense_weights(w), y, m, n, k), vec, stream);
 }

@@ -1,19 +1,24 @@
 // SPDX-License-Identifier: MIT
 // fp32 GEMMs on the GPU for the precise activation policy (host-callable declarations; definitions
 // in linear_f32.cuh, compiled in src/cuda/linear_f32.cu): f32 activations (or FP8-quantized ones),
-// every product and sum an fp32 FMA on the CUDA cores, no tensor cores, f32 output, so a model run
-// with f32 activations follows the fp64 oracle to fp32 rounding. The twins of ref::linear,
+// every product exact or one fp32 rounding, fp32 sums, f32 output, so a model run with f32
+// activations follows the fp64 oracle to fp32 rounding. The twins of ref::linear,
 // ref::linear_fp8_dequant<128, 128> and ref::linear_fp8_native<128, 128>, dense and grouped over
 // MoE experts:
 //   y[m, n] = sum_k x[m, k] * w[n, k]                                     (bf16 weight)
 //   y[m, n] = sum_k x[m, k] * (float(wq[n, k]) * ws[n / 128, k / 128])     (FP8 weight, dequantized)
 //   y[m, n] = sum_b xs[m, b] * ws[n / 128, b] * (sum_{k in block b} float(xq[m, k]) * float(wq[n, k]))
-// Results are deterministic (a fixed summation order, independent of the launch) and do not depend
-// on which other rows are computed in the same call. Tiny models are the target: the kernels are
-// simple CUDA-core loops (a warp per 8 rows x 4 columns), not a roofline GEMM.
+// Kernels (linear_f32.cuh says why each): up to 7 rows a warp kernel on the CUDA cores (8 rows x 4
+// columns a warp, K split across the block's warps when the columns are few); from 8 rows a dense
+// bf16 weight runs as three tensor-core GEMMs of x's exact bf16 parts (h + m + l = x; products
+// exact, fp32 accumulation); from 16 rows the other f32-activation forms run a shared-memory tiled
+// CUDA-core kernel; the native form always runs the warp kernel. Results are deterministic for a
+// given device and shape (the tensor-core path follows cuBLASLt's algorithm choice).
 //
-// Every call is stream-ordered and asynchronous, allocates nothing, reads nothing back to the host
-// and sets no kernel attributes, so it can be captured in a CUDA graph from the first call.
+// Every call is stream-ordered and asynchronous and reads nothing back to the host. The tiled and
+// three-part paths take stream-ordered scratch (split-K partials, the parts and their products) and
+// the three-part path calls cuda::linear, whose first call per shape may query cuBLASLt and set
+// kernel attributes: run each shape once before capturing it in a CUDA graph (the models do).
 // Operands: unit-stride rows with any row stride and any alignment (aligned rows are read in
 // vectors); y must not overlap the inputs. K = 0 writes zeros; M = 0 or N = 0 does nothing.
 #pragma once
@@ -27,7 +32,8 @@
 
 namespace r1::cuda {
 
-/// y = x . w^T: f32 activations, bf16 weight, fp32 FMA, f32 output. Twin of ref::linear.
+/// y = x . w^T: f32 activations, bf16 weight, f32 output (fp32 FMAs; from 8 rows x's three exact bf16
+/// parts on the tensor cores). Twin of ref::linear.
 /// @param x [M, K] f32, unit-stride rows
 /// @param w [N, K] bf16 weight (PyTorch layout), unit-stride rows
 /// @param y [M, N] f32, unit-stride rows (e.g. a column slice of a wider buffer)
