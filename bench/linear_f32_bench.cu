@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: MIT
-// fp32 GEMMs of the f32 activation policy (r1::cuda::linear_f32: CUDA-core FMA, no tensor cores) on
+// fp32 GEMMs of the f32 activation policy (r1::cuda::linear_f32: CUDA-core FMA; a bf16 weight from 8
+// rows as tensor-core GEMMs of x's three exact bf16 parts) on
 // R1's projection shapes at decode sizes (M = 1, 8, 64): f32 activations against a bf16 weight,
 // an FP8 weight dequantized in the kernel, and FP8 native (codes x codes). f32 output. The peer is
 // PyTorch's fp32 matmul with TF32 off against the weight upcast to fp32 (bench/peers_extra.py,
 // "fp32 gemm m.. n.. k.."), what a PyTorch user would run for an fp32 reference path. The
 // roofline is the in-run copy bandwidth for the bytes below (weights read once): at these sizes the
-// kernels are memory-bound; its bf16 tensor-core rate is not a ceiling an fp32 kernel can reach.
+// kernels are memory-bound; the bf16 tensor-core rate is not a ceiling the CUDA-core kernels can reach.
 #include <string>
 
 #include "bench_common.cuh"

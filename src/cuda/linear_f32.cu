@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
-// r1::cuda::linear_f32 and grouped_linear_f32: fp32-FMA GEMMs for the precise (f32-activation)
-// policy, dense and grouped, over bf16 and FP8 block-scaled weights.
+// r1::cuda::linear_f32 and grouped_linear_f32: the fp32 GEMMs of the precise (f32-activation)
+// policy, dense and grouped, over bf16 and FP8 block-scaled weights (linear_f32.hpp: which kernels).
 #include "r1/kernels/cuda/linear_f32.cuh"
 
 namespace r1::cuda {

@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: MIT
-// r1::cuda::linear_f32 and grouped_linear_f32 (fp32-FMA GEMMs of the precise activation policy)
+// r1::cuda::linear_f32 and grouped_linear_f32 (the fp32 GEMMs of the precise activation policy: warp,
+// tiled and three-part tensor-core paths, each taken by the sizes below)
 // against their ref twins in fp64 on the same inputs: ref::linear (bf16 weight),
 // ref::linear_fp8_dequant<128, 128> and ref::linear_fp8_native<128, 128>, at odd sizes (ragged K
 // and N, K = 1), padded and unaligned operands (vector and element loaders), transposed scale
 // layouts, strided outputs with untouched padding, more than 65535 row tiles; grouped: empty
 // experts, all rows on one expert, rows past offsets[E], out-of-range offsets, stacked and
-// pointer-table weights; CUDA-graph replay with new inputs and routing; the argument errors.
+// pointer-table weights; the three-part path's row chunks and non-finite inputs; CUDA-graph replay
+// with new inputs and routing; the argument errors.
 #include <doctest/doctest.h>
 
 #include <algorithm>
