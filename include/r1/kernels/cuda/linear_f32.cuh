@@ -596,10 +596,12 @@ template <class A, class W, bool GROUPED>
 void launch(const Params<A, W>& p, bool vec, stream_t stream) {
   const KernelChoice choice = kernel_choice();
   // The tiled kernel from 16 rows (grouped: 16 rows per expert on average), for f32 activations.
-  // The native form (e4m3 activation codes) stays on the warp kernel: its short pairwise lane sums
-  // are what keep tiny-r1-mtp's `--fp8 native --activations f32` run on the fp64 activation-
-  // quantization simulation (cosine 1.0 at every position on the H100); with the tiled kernel's
-  // 128-long FMA chains (and with 32-long ones) one position fell to 0.99968 (session 12).
+  // The native form (e4m3 activation codes) stays on the warp kernel: with it tiny-r1-mtp's
+  // `--fp8 native --activations f32` run stays on the fp64 activation-quantization simulation
+  // (cosine 1.0 at every position, H100); with the tiled kernel's summation order (block sums
+  // folded every 128, 64 or 32 elements) one position fell to 0.99968 from the first MoE layer on
+  // (session 12; the router's call was not the cause). Its e4m3 decisions are that sensitive to
+  // the order of fp32 sums; an exact (fp64) block sum would make the tiled kernel safe, at half rate.
   if constexpr (!A::kQuantized) {
     if (p.k > 0 && choice != KernelChoice::warp &&
         (choice == KernelChoice::tiled || p.m >= kTiledMinRows * (GROUPED ? p.groups : 1))) {
