@@ -424,8 +424,11 @@ TEST_CASE("linear_f32 bf16 weight from 8 rows (x in three bf16 parts on the tens
   // 7 rows stay on the CUDA cores, 8 take the three-part GEMM; the same bound either way
   run_dense(Variant::bf16, Case{7, 300, 1000, 3, 5, 2, 1}, stream);
   run_dense(Variant::bf16, Case{8, 300, 1000, 3, 5, 2, 1}, stream);
-  // three [rows, 16384] f32 partial outputs of 2048 rows exceed the 256 MiB scratch: two chunks of rows
+  // Rows in chunks within the 256 MiB scratch: N = 16384 (a row's three f32 outputs take 192 KiB:
+  // 2048 rows are chunks of 1365 + 683), and K = 20000 (its three bf16 parts take 117 KiB: 2300
+  // rows are 2236 + 64).
   run_dense(Variant::bf16, Case{2048, 16384, 8, 0, 0, 3}, stream);
+  run_dense(Variant::bf16, Case{2300, 3, 20000}, stream);
   // An infinite activation stays infinite (its parts are inf, 0, 0; inf - inf would make NaN), a
   // NaN stays NaN, a finite one past bf16's largest stays finite, and the other rows are untouched.
   const int64_t m = 9, n = 5, k = 64;

@@ -772,7 +772,7 @@ void set_offsets(Params<A, W>& p, const View<const int32_t, 1>& offsets) {
 // kernels' (the tensor cores' fp32 accumulation, in their order). The parts are stacked as 3 R rows
 // of one bf16 GEMM with f32 output (cuda::linear: r1's mma.sync kernel or cuBLASLt, whichever the
 // row count picks), which reads the weight once; then y = (l . w + m . w) + h . w. Rows go in
-// chunks whose three partial outputs fit kSplit3ScratchBytes. Measured on the H100 (session 11 and
+// chunks whose parts and partial outputs fit kSplit3ScratchBytes. Measured on the H100 (session 11 and
 // 12): the CUDA-core kernels reach 5-27 TFLOP/s from 8 rows up, below PyTorch's fp32 GEMM.
 
 inline constexpr int64_t kSplit3MinRows = 8;
@@ -825,8 +825,9 @@ View<T, 2> dense_view(T* p, int64_t rows, int64_t cols) {
 /// y = x . w^T through split3_kernel, cuda::linear<float> and combine3_kernel, a chunk of rows at a time.
 inline void dense_bf16_split3(View<const float, 2> x, View<const bf16, 2> w, View<float, 2> y, stream_t stream) {
   const int64_t m = x.shape[0], k = x.shape[1], n = w.shape[0];
-  const int64_t chunk = std::clamp<int64_t>(int64_t(kSplit3ScratchBytes / (3 * sizeof(float) * std::size_t(n))),
-                                            kSplit3MinRows, m);
+  // rows per chunk: the parts [3, rows, K] bf16 and their products [3, rows, N] f32 within the budget
+  const std::size_t row_bytes = 3 * (sizeof(bf16) * std::size_t(k) + sizeof(float) * std::size_t(n));
+  const int64_t chunk = std::clamp<int64_t>(int64_t(kSplit3ScratchBytes / row_bytes), kSplit3MinRows, m);
   mma::Scratch parts(std::size_t(3 * chunk * k) * sizeof(bf16), stream);
   mma::Scratch ys(std::size_t(3 * chunk * n) * sizeof(float), stream);
   const auto grid = [](int64_t rows, int64_t cols) {
