@@ -587,6 +587,18 @@ TEST_CASE("linear_f32: a captured CUDA graph replays with new inputs and routing
   }
 }
 
+TEST_CASE("linear_f32: R1_LINEAR_F32_KERNEL takes automatic, warp or tiled; anything else is an error") {
+  using cuda::detail::LinearF32Kernel;
+  using cuda::detail::parse_linear_f32_kernel;
+  CHECK(parse_linear_f32_kernel(nullptr) == LinearF32Kernel::automatic);
+  CHECK(parse_linear_f32_kernel("") == LinearF32Kernel::automatic);
+  CHECK(parse_linear_f32_kernel("automatic") == LinearF32Kernel::automatic);
+  CHECK(parse_linear_f32_kernel("warp") == LinearF32Kernel::warp);
+  CHECK(parse_linear_f32_kernel("tiled") == LinearF32Kernel::tiled);
+  CHECK_THROWS_WITH(parse_linear_f32_kernel("Tiled"), doctest::Contains("R1_LINEAR_F32_KERNEL=Tiled is not a kernel choice"));
+  CHECK_THROWS_WITH(parse_linear_f32_kernel("0"), doctest::Contains("(automatic, warp, tiled)"));
+}
+
 TEST_CASE("linear_f32: bad arguments are r1::Errors naming the op") {
   Stream stream;
   const int64_t m = 4, n = 256, k = 384;

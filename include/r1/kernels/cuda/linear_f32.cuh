@@ -39,7 +39,6 @@
 #include <cstdint>
 #include <cstdlib>
 #include <optional>
-#include <string_view>
 #include <type_traits>
 
 #include "r1/core/cuda.hpp"
@@ -578,17 +577,11 @@ void launch_tiled(const Params<A, W>& p, bool vec, stream_t stream) {
   }
 }
 
-/// For comparisons: R1_LINEAR_F32_KERNEL=warp runs every call on the warp kernel without its K
-/// split (the session-11 kernel), =tiled runs every f32-activation call with K > 0 on the tiled
-/// kernel; unset or anything else picks by shape and operand form (below).
-enum class KernelChoice { automatic, warp, tiled };
+using KernelChoice = LinearF32Kernel;
+
+/// R1_LINEAR_F32_KERNEL, read once (linear_f32.hpp: parse_linear_f32_kernel).
 inline KernelChoice kernel_choice() {
-  static const KernelChoice c = [] {
-    const char* e = std::getenv("R1_LINEAR_F32_KERNEL");
-    if (e && std::string_view(e) == "warp") return KernelChoice::warp;
-    if (e && std::string_view(e) == "tiled") return KernelChoice::tiled;
-    return KernelChoice::automatic;
-  }();
+  static const KernelChoice c = parse_linear_f32_kernel(std::getenv("R1_LINEAR_F32_KERNEL"));
   return c;
 }
 

@@ -24,9 +24,11 @@
 #pragma once
 
 #include <cstdint>
+#include <string_view>
 
 #include "r1/core/cuda.hpp"
 #include "r1/core/dtype.hpp"
+#include "r1/core/error.hpp"
 #include "r1/kernels/cuda/grouped_gemm.hpp"
 #include "r1/tensor/view.hpp"
 
@@ -85,5 +87,22 @@ void grouped_linear_f32(View<const float, 2> x, View<const int32_t, 1> offsets, 
 void grouped_linear_f32(View<const fp8_e4m3, 2> xq, View<const float, 2> xs, View<const int32_t, 1> offsets,
                         const ExpertWeights<fp8_e4m3>& wq, const ExpertWeights<float>& ws, View<float, 2> y,
                         stream_t stream);
+
+namespace detail {
+/// Which kernels linear_f32 runs: picked by shape and operand form (automatic), or, for
+/// comparisons, every call on the warp kernel without its K split (warp) or every f32-activation
+/// call with K > 0 on the tiled kernel (tiled). Set for a whole program by R1_LINEAR_F32_KERNEL.
+enum class LinearF32Kernel { automatic, warp, tiled };
+
+/// R1_LINEAR_F32_KERNEL's value (unset or empty: automatic); anything else is an r1::Error naming
+/// the choices.
+inline LinearF32Kernel parse_linear_f32_kernel(const char* s) {
+  const std::string_view v = s ? s : "";
+  if (v.empty() || v == "automatic") return LinearF32Kernel::automatic;
+  if (v == "warp") return LinearF32Kernel::warp;
+  if (v == "tiled") return LinearF32Kernel::tiled;
+  ::r1::fail("cuda.linear_f32", "R1_LINEAR_F32_KERNEL=", v, " is not a kernel choice (automatic, warp, tiled)");
+}
+}  // namespace detail
 
 }  // namespace r1::cuda
