@@ -152,6 +152,23 @@ void check_rmsnorm(int64_t rows, int64_t dim, int64_t pad, bool exact, bool alia
   if (!alias && pad > 0) CHECK(touched_padding(got, dim) == 0);
 }
 
+/// The GPU's residual after add_rmsnorm (res_got [rows, ld]) against the ref's (res_ref [rows,
+/// dim]) bit for bit, and its padding columns against the input's (res_in [rows, ld]): counts of
+/// mismatching elements {inside, padding}.
+template <class TR>
+std::pair<int64_t, int64_t> residual_mismatches(const Tensor& res_got, const Tensor& res_ref, const Tensor& res_in,
+                                                int64_t rows, int64_t dim, int64_t ld) {
+  int64_t bad = 0, pad_changed = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < ld; ++i) {
+      const TR g = res_got.data_as<TR>()[r * ld + i];
+      const TR e = i < dim ? res_ref.data_as<TR>()[r * dim + i] : res_in.data_as<TR>()[r * ld + i];
+      (i < dim ? bad : pad_changed) += std::memcmp(&g, &e, sizeof(TR)) != 0;
+    }
+  }
+  return {bad, pad_changed};
+}
+
 template <class TR, class TX, class TY>
 void check_add_rmsnorm(int64_t rows, int64_t dim, int64_t pad, bool exact, Stream& stream) {
   const int64_t ld = dim + pad;
@@ -177,14 +194,8 @@ void check_add_rmsnorm(int64_t rows, int64_t dim, int64_t pad, bool exact, Strea
   cuda::add_rmsnorm<TR, TX, bf16, TY>(resd.view<TR, 2>().slice(1, 0, dim), xd.view<const TX, 2>().slice(1, 0, dim),
                                       wdv.view<const bf16, 1>(), kEps, yd.view<TY, 2>().slice(1, 0, dim), stream);
   Tensor got = yd.to(Space::host, stream), res_got = resd.to(Space::host, stream);
-  int64_t res_bad = 0, pad_changed = 0;
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t i = 0; i < ld; ++i) {
-      const TR g = res_got.data_as<TR>()[r * ld + i];
-      const TR e = i < dim ? res_ref.data_as<TR>()[r * dim + i] : res.data_as<TR>()[r * ld + i];
-      (i < dim ? res_bad : pad_changed) += std::memcmp(&g, &e, sizeof(TR)) != 0;
-    }
-  }
+  const std::pair<int64_t, int64_t> mism = residual_mismatches<TR>(res_got, res_ref, res, rows, dim, ld);
+  const int64_t res_bad = mism.first, pad_changed = mism.second;
   const Diff d = diff_outputs<TY>(got, y32, y64, rows, dim);
   INFO("add_rmsnorm rows=", rows, " dim=", dim, " pad=", pad, std::string(exact ? " exact" : " random"), " residual ",
        std::string(sizeof(TR) == 2 ? "bf16" : "f32"), ": residual mismatches ", res_bad, ", y differ ", d.differ, " bad ", d.bad);
@@ -332,14 +343,8 @@ void check_add_rmsnorm_f64(int64_t rows, int64_t dim, int64_t pad, bool exact, S
                                                 xd.view<const float, 2>().slice(1, 0, dim), wd.view<const bf16, 1>(),
                                                 kEps, yd.view<float, 2>().slice(1, 0, dim), stream);
   Tensor got = yd.to(Space::host, stream), res_got = resd.to(Space::host, stream);
-  int64_t res_bad = 0, pad_changed = 0;
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t i = 0; i < ld; ++i) {
-      const double g = res_got.data_as<double>()[r * ld + i];
-      const double e = i < dim ? res_ref.data_as<double>()[r * dim + i] : res.data_as<double>()[r * ld + i];
-      (i < dim ? res_bad : pad_changed) += std::memcmp(&g, &e, 8) != 0;
-    }
-  }
+  const std::pair<int64_t, int64_t> mism = residual_mismatches<double>(res_got, res_ref, res, rows, dim, ld);
+  const int64_t res_bad = mism.first, pad_changed = mism.second;
   const Diff d = diff_f64_path(got, yr, rows, dim);
   INFO("add_rmsnorm f64 residual + f32 -> f32 rows=", rows, " dim=", dim, " pad=", pad,
        std::string(exact ? " exact" : " random"), ": residual mismatches ", res_bad, ", y differ ", d.differ, " bad ",

@@ -802,19 +802,6 @@ __global__ void combine3_kernel(const float* __restrict__ ys, int rows, int n, f
   }
 }
 
-/// A dense [rows, cols] device view of T at p (row stride cols).
-template <class T>
-View<T, 2> dense_view(T* p, int64_t rows, int64_t cols) {
-  View<T, 2> v;
-  v.data = p;
-  v.space = Space::cuda;
-  v.shape[0] = rows;
-  v.shape[1] = cols;
-  v.stride[0] = cols;
-  v.stride[1] = 1;
-  return v;
-}
-
 /// y = x . w^T through split3_kernel, cuda::linear<float> and combine3_kernel, a chunk of rows at a time.
 inline void dense_bf16_split3(View<const float, 2> x, View<const bf16, 2> w, View<float, 2> y, stream_t stream) {
   const int64_t m = x.shape[0], k = x.shape[1], n = w.shape[0];
@@ -832,7 +819,8 @@ inline void dense_bf16_split3(View<const float, 2> x, View<const bf16, 2> w, Vie
     float* yp = static_cast<float*>(ys.get());
     split3_kernel<<<grid(rows, k), 256, 0, stream>>>(x.data + r0 * row_stride(x), row_stride(x), int(rows), int(k), pp);
     R1_CUDA_CHECK_LAUNCH();
-    cuda::linear<float>(dense_view<const bf16>(pp, 3 * rows, k), w, dense_view(yp, 3 * rows, n), stream);
+    cuda::linear<float>(make_view<2>(static_cast<const bf16*>(pp), {3 * rows, k}, Space::cuda), w,
+                        make_view<2>(yp, {3 * rows, n}, Space::cuda), stream);
     combine3_kernel<<<grid(rows, n), 256, 0, stream>>>(yp, int(rows), int(n), y.data + r0 * row_stride(y), row_stride(y));
     R1_CUDA_CHECK_LAUNCH();
   }

@@ -47,25 +47,17 @@ __device__ __forceinline__ double fmax_c(double a, double b) { return fmax(a, b)
 __device__ __forceinline__ float fabs_c(float a) { return fabsf(a); }
 __device__ __forceinline__ double fabs_c(double a) { return fabs(a); }
 
-/// A stored value in compute type C (bf16 through its exact fp32 value).
-template <class C, class T>
-__device__ __forceinline__ C from_storage(T x) {
-  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
-    return C(x);
+/// v converted to To, round to nearest even: directly between fp32 and fp64, through fp32 when
+/// either side is narrower (bf16 -> fp32 is exact; fp64 -> bf16 rounds to fp32 first, as the ref's
+/// from_compute, so an fp64 value meets the same two roundings there as in the ref).
+template <class To, class From>
+__device__ __forceinline__ To convert_rn(From v) {
+  constexpr bool wide_to = std::is_same_v<To, float> || std::is_same_v<To, double>;
+  constexpr bool wide_from = std::is_same_v<From, float> || std::is_same_v<From, double>;
+  if constexpr (wide_to && wide_from) {
+    return To(v);
   } else {
-    return C(float(x));
-  }
-}
-
-/// A compute-type value rounded to storage type T (round to nearest even): f32 and f64 directly,
-/// narrower types through fp32, as the ref's from_compute (so an fp64 value meets the same two
-/// roundings there as in the ref).
-template <class T, class C>
-__device__ __forceinline__ T to_storage(C v) {
-  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
-    return T(v);
-  } else {
-    return T(float(v));
+    return To(float(v));
   }
 }
 
@@ -99,18 +91,18 @@ __device__ __forceinline__ void load_c(const T* p, C (&v)[U]) {
     }
   } else {
 #pragma unroll
-    for (int i = 0; i < U; ++i) v[i] = from_storage<C>(p[i]);
+    for (int i = 0; i < U; ++i) v[i] = convert_rn<C>(p[i]);
   }
 }
 
-/// Stores v[0 .. U) rounded to T (to_storage), vectorized as load_c.
+/// Stores v[0 .. U) rounded to T (convert_rn), vectorized as load_c.
 template <int U, bool VEC, class T, class C>
 __device__ __forceinline__ void store_c(T* p, const C (&v)[U]) {
   if constexpr (VEC && U == 8 && std::is_same_v<T, bf16>) {
     uint32_t w[4];
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      w[i] = uint32_t(to_storage<bf16>(v[2 * i]).bits) | (uint32_t(to_storage<bf16>(v[2 * i + 1]).bits) << 16);
+      w[i] = uint32_t(convert_rn<bf16>(v[2 * i]).bits) | (uint32_t(convert_rn<bf16>(v[2 * i + 1]).bits) << 16);
     }
     *reinterpret_cast<uint4*>(p) = make_uint4(w[0], w[1], w[2], w[3]);
   } else if constexpr (VEC && U == 8 && std::is_same_v<T, float>) {
@@ -123,7 +115,7 @@ __device__ __forceinline__ void store_c(T* p, const C (&v)[U]) {
     }
   } else {
 #pragma unroll
-    for (int i = 0; i < U; ++i) p[i] = to_storage<T>(v[i]);
+    for (int i = 0; i < U; ++i) p[i] = convert_rn<T>(v[i]);
   }
 }
 
@@ -145,7 +137,7 @@ __device__ __forceinline__ C round_to(C v) {
   if constexpr (std::is_same_v<T, C>) {
     return v;
   } else {
-    return from_storage<C>(to_storage<T>(v));
+    return convert_rn<C>(convert_rn<T>(v));
   }
 }
 
