@@ -21,8 +21,9 @@
 // share of the block before the cross-lane sum; by distributivity that is the same sum, and it
 // saves a warp reduction per block.
 //
-// Calls with f32 activations and M >= 16 rows (grouped: 16 per expert on average) run the tiled
-// kernel below instead (64 x 128 output tiles in shared memory, 4 x 8 per thread; dense: K split
+// A dense bf16 weight from 8 rows runs as three tensor-core GEMMs of x's exact bf16 parts (the
+// three-part path, below). Other calls with f32 activations and M >= 16 rows (grouped: 16 per
+// expert on average) run the tiled kernel below instead (64 x 128 output tiles in shared memory, 4 x 8 per thread; dense: K split
 // over blocks when tiles are few; grouped: one block per expert row tile): the warp kernel reads
 // each weight element once per 8-row tile and sustains 5-7 TFLOP/s (H100, session 11), several
 // times slower than cuBLAS's SGEMM from 8 rows up. The native form stays on the warp kernel
