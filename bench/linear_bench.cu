@@ -65,6 +65,12 @@ void register_rows() {
     add<bf16>(4096, 2048, 7168, b);
     add<bf16>(8192, 8192, 8192, b);
   }
+  // r1's Hopper bf16 kernel (own_wgmma: the grouped TMA + wgmma kernel over one expert) at prefill
+  for (const auto& nk : nks) {
+    if (nk[0] != 129280) add<bf16>(4096, nk[0], nk[1], GemmBackend::own_wgmma);
+  }
+  add<bf16>(4096, 2048, 7168, GemmBackend::own_wgmma);
+  add<bf16>(8192, 8192, 8192, GemmBackend::own_wgmma);
 }
 
 }  // namespace

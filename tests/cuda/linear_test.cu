@@ -4,6 +4,8 @@
 // real projection shapes on a few tokens, CUDA-graph replay, and the argument errors.
 #include <doctest/doctest.h>
 
+#include <array>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -87,6 +89,24 @@ TEST_CASE("linear: odd sizes, both backends, bf16 and f32 out") {
       }
     }
   }
+}
+
+TEST_CASE("linear: own_wgmma (the Hopper grouped kernel over one expert), bf16 out") {
+  // On sm_90a machine code with 16-byte rows the TMA + wgmma kernel; elsewhere (odd K, other GPUs)
+  // grouped_linear's mma.sync kernel. f32 output is an error on this backend.
+  Stream stream;
+  for (int64_t m : {1, 7, 127, 128, 129, 300}) {
+    for (const auto& nk : {std::array<int64_t, 2>{7, 64}, {129, 64}, {257, 300}, {576, 1024}, {130, 7}}) {
+      run_case<bf16>({m, nk[0], nk[1]}, GemmBackend::own_wgmma, stream);
+    }
+  }
+  run_case<bf16>({129, 200, 256, 8, 6}, GemmBackend::own_wgmma, stream);  // padded rows
+  run_case<bf16>({33, 200, 256, 3, 1}, GemmBackend::own_wgmma, stream);   // odd row strides
+  Tensor x = Tensor::zeros(DType::bf16, {4, 64}, Space::cuda, stream), w = Tensor::zeros(DType::bf16, {8, 64}, Space::cuda, stream);
+  Tensor y = Tensor::empty(DType::f32, {4, 8}, Space::cuda, stream);
+  CHECK_THROWS_WITH(cuda::linear<float>(x.view<const bf16, 2>(), w.view<const bf16, 2>(), y.view<float, 2>(), stream,
+                                        GemmBackend::own_wgmma),
+                    doctest::Contains("writes bf16 output"));
 }
 
 TEST_CASE("linear: strided rows, padded output rows and unaligned x") {

@@ -21,9 +21,10 @@ enum class GemmBackend : uint8_t {
   own,        ///< r1's own kernel, the best variant this GPU runs
   own_sm80,   ///< r1's own kernel with exactly the instructions an sm_80 GPU runs (bf16/f16
               ///< mma.sync, FP8 decoded in registers), on any GPU: tests the portable path
-  own_wgmma,  ///< r1's Hopper kernels (TMA + wgmma, sm_90a machine code): the dense FP8 GEMM and
-              ///< the grouped bf16 / FP8 GEMMs. `own` does not pick them; `automatic` picks the
-              ///< grouped ones for large row counts (grouped_gemm_default_backend)
+  own_wgmma,  ///< r1's Hopper kernels (TMA + wgmma, sm_90a machine code): the dense FP8 GEMM, the
+              ///< grouped bf16 / FP8 GEMMs, and the dense bf16 GEMM with bf16 output (the grouped
+              ///< kernel over one expert). `own` does not pick them; `automatic` picks the grouped
+              ///< ones for large row counts (grouped_gemm_default_backend)
 };
 
 inline const char* gemm_backend_name(GemmBackend b) {

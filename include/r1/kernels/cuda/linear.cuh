@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: MIT
 // Definition of r1::cuda::linear (declared in linear.hpp): argument checks on the host, then the
-// chosen backend: cuBLASLt, or r1's mma.sync kernel (gemm_mma.cuh) with 16-byte cp.async staging
-// when rows allow it and an element-wise loader for odd K or unaligned rows.
+// chosen backend: cuBLASLt, r1's mma.sync kernel (gemm_mma.cuh) with 16-byte cp.async staging
+// when rows allow it and an element-wise loader for odd K or unaligned rows, or (own_wgmma, bf16
+// output) r1's Hopper TMA + wgmma kernel: the grouped one (gemm_wgmma_grouped.cuh) over a single
+// expert owning every row, rather than a second dense kernel of the same tile, pipeline and
+// epilogue.
 #pragma once
 
 #include <type_traits>
@@ -9,6 +12,7 @@
 #include "r1/kernels/cuda/common.hpp"
 #include "r1/kernels/cuda/cublaslt.hpp"
 #include "r1/kernels/cuda/gemm_mma.cuh"
+#include "r1/kernels/cuda/grouped_gemm.hpp"
 #include "r1/kernels/cuda/linear.hpp"
 
 namespace r1::cuda {
@@ -32,6 +36,36 @@ mma::Params bf16_params(const View<const bf16, 2>& x, const View<const bf16, 2>&
   p.y_pairs = aligned_to(y.data, 2 * sizeof(TY)) && p.ldy % 2 == 0;
   return p;
 }
+
+/// offsets [2] = {0, m}: one expert owning all m rows.
+__global__ void one_expert_offsets_kernel(int32_t* offsets, int m) {
+  offsets[0] = 0;
+  offsets[1] = m;
+}
+
+/// y [M, N] bf16 = x . w^T on the grouped GEMM with one expert (own_wgmma: the Hopper kernel on
+/// sm_90a machine code and 16-byte rows; grouped_linear runs its mma.sync kernel otherwise).
+inline void linear_one_expert(View<const bf16, 2> x, View<const bf16, 2> w, View<bf16, 2> y, stream_t stream) {
+  mma::Scratch off(2 * sizeof(int32_t), stream);
+  auto* o = static_cast<int32_t*>(off.get());
+  one_expert_offsets_kernel<<<1, 1, 0, stream>>>(o, int(x.shape[0]));
+  R1_CUDA_CHECK_LAUNCH();
+  View<const int32_t, 1> offsets;
+  offsets.data = o;
+  offsets.space = Space::cuda;
+  offsets.shape[0] = 2;
+  offsets.stride[0] = 1;
+  View<const bf16, 3> w3;  // [1, N, K]
+  w3.data = w.data;
+  w3.space = Space::cuda;
+  w3.shape[0] = 1;
+  w3.shape[1] = w.shape[0];
+  w3.shape[2] = w.shape[1];
+  w3.stride[0] = w.shape[0] * row_stride(w);
+  w3.stride[1] = row_stride(w);
+  w3.stride[2] = 1;
+  grouped_linear(x, offsets, ExpertWeights<bf16>::stacked(w3), y, stream, GemmBackend::own_wgmma);
+}
 }  // namespace detail
 
 template <class TY>
@@ -53,8 +87,16 @@ void linear(View<const bf16, 2> x, View<const bf16, 2> w, View<TY, 2> y, stream_
   detail::require_int32(n, op, "N");
   detail::require_int32(k, op, "K");
   if (m == 0 || n == 0) return;
-  R1_CHECK(backend != GemmBackend::own_wgmma, op, "own_wgmma is r1's FP8 Hopper kernel; the bf16 GEMM has ",
-           "none yet (use own, cublaslt or automatic)");
+  if (backend == GemmBackend::own_wgmma) {
+    R1_CHECK((std::is_same_v<TY, bf16>), op, "own_wgmma (r1's Hopper bf16 GEMM) writes bf16 output; for f32 ",
+             "output use own, cublaslt or automatic");
+    if constexpr (std::is_same_v<TY, bf16>) {
+      if (k > 0) {
+        detail::linear_one_expert(x, w, y, stream);
+        return;
+      }
+    }
+  }
   const bool by_default = backend == GemmBackend::automatic;
   if (by_default) backend = gemm_default_backend(GemmKind::bf16, m, n, k);
   if (backend == GemmBackend::cublaslt && k > 0) {

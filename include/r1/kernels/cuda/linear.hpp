@@ -17,7 +17,8 @@ namespace r1::cuda {
 /// @param x       [M, K] bf16 activations, unit-stride rows (any row stride)
 /// @param w       [N, K] bf16 weight (PyTorch layout), unit-stride rows
 /// @param y       [M, N] bf16 or f32 output, unit-stride rows; must not overlap x or w
-/// @param backend who computes it (GemmBackend::automatic: the per-shape default)
+/// @param backend who computes it (GemmBackend::automatic: the per-shape default; own_wgmma, r1's
+///                Hopper kernel, takes bf16 output only)
 template <class TY>
 void linear(View<const bf16, 2> x, View<const bf16, 2> w, View<TY, 2> y, stream_t stream,
             GemmBackend backend = GemmBackend::automatic);
