@@ -237,6 +237,20 @@ TEST_CASE("grouped bf16 own_wgmma: odd sizes, ragged K and N, routings, layouts"
   run_bf16(mk(4, 64, 7168, 2048), stream);
 }
 
+TEST_CASE("grouped bf16 own_wgmma: the 256-column tile") {
+  if (!hopper()) return;
+  // ceil(R / 128) x ceil(N / 256) >= 132 (the SMs of an H100 or H200) selects 128 x 256 tiles
+  // (grouped_bf16_tile_n): ragged N (1040 = 4 x 256 + 16), a K tail (200 = 3 x 64 + 8), experts
+  // whose rows start mid-tile, empty experts, and one expert owning every row.
+  Stream stream;
+  run_bf16(mk(8, 4224, 1040, 200), stream);
+  run_bf16(mk(32, 4300, 1300, 136, Route::first), stream);
+  run_bf16(mk(4, 4200, 1100, 264, Route::one_expert), stream);
+  Case pad = mk(8, 4224, 1030, 128);
+  pad.y_pad = 64;  // padded output rows: columns past N stay untouched
+  run_bf16(pad, stream);
+}
+
 TEST_CASE("grouped fp8 own_wgmma: a captured CUDA graph replays with new routing read on the device") {
   if (!hopper()) return;
   Stream stream;

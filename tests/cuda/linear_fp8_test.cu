@@ -110,6 +110,15 @@ TEST_CASE("linear_fp8: r1's kernel at odd sizes, ragged N, both scale layouts") 
   run_fp8(5, 576, 1024, GemmBackend::own, false, stream, 3);  // padded, odd output row stride
 }
 
+TEST_CASE("linear_fp8: own from kOwnWgmmaMinRows rows (the Hopper kernel where sm_90a code runs)") {
+  Stream stream;
+  const int64_t m0 = cuda::kOwnWgmmaMinRows;
+  run_fp8(m0 - 1, 576, 1024, GemmBackend::own, true, stream);  // the mma.sync kernel
+  run_fp8(m0, 576, 1024, GemmBackend::own, false, stream);
+  run_fp8(m0 + 188, 1000, 1152, GemmBackend::own, true, stream);  // ragged M and N tiles
+  run_fp8(m0 + 1, 576, 1024, GemmBackend::own, false, stream, 3);  // padded, odd output row stride
+}
+
 TEST_CASE("linear_fp8: the sm_80 path (e4m3 decoded to f16 in registers)") {
   Stream stream;
   for (int64_t m : {1, 7, 129, 300}) {

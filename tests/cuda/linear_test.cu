@@ -92,8 +92,8 @@ TEST_CASE("linear: odd sizes, both backends, bf16 and f32 out") {
 }
 
 TEST_CASE("linear: own_wgmma (the Hopper grouped kernel over one expert), bf16 out") {
-  // On sm_90a machine code with 16-byte rows the TMA + wgmma kernel; elsewhere (odd K, other GPUs)
-  // grouped_linear's mma.sync kernel. f32 output is an error on this backend.
+  // On sm_90a machine code with 16-byte rows the TMA + wgmma kernel; elsewhere (odd K, rows off 16
+  // bytes, other GPUs) the mma.sync kernel. f32 output is an error on this backend.
   Stream stream;
   for (int64_t m : {1, 7, 127, 128, 129, 300}) {
     for (const auto& nk : {std::array<int64_t, 2>{7, 64}, {129, 64}, {257, 300}, {576, 1024}, {130, 7}}) {
@@ -102,11 +102,26 @@ TEST_CASE("linear: own_wgmma (the Hopper grouped kernel over one expert), bf16 o
   }
   run_case<bf16>({129, 200, 256, 8, 6}, GemmBackend::own_wgmma, stream);  // padded rows
   run_case<bf16>({33, 200, 256, 3, 1}, GemmBackend::own_wgmma, stream);   // odd row strides
+  run_case<bf16>({129, 129, 512, 0, 3, 1}, GemmBackend::own_wgmma, stream);  // x one element off 16 bytes
+  // Enough 128 x 256 tiles to fill an H100 or H200 (132 SMs): the 256-column tile, with ragged
+  // M (4100 = 32 x 128 + 4), ragged N (1300 = 5 x 256 + 20) and a K tail (264 = 4 x 64 + 8).
+  run_case<bf16>({4100, 1300, 264}, GemmBackend::own_wgmma, stream);
+  run_case<bf16>({4224, 1032, 200, 8, 6}, GemmBackend::own_wgmma, stream);  // padded rows, wide tile
   Tensor x = Tensor::zeros(DType::bf16, {4, 64}, Space::cuda, stream), w = Tensor::zeros(DType::bf16, {8, 64}, Space::cuda, stream);
   Tensor y = Tensor::empty(DType::f32, {4, 8}, Space::cuda, stream);
   CHECK_THROWS_WITH(cuda::linear<float>(x.view<const bf16, 2>(), w.view<const bf16, 2>(), y.view<float, 2>(), stream,
                                         GemmBackend::own_wgmma),
                     doctest::Contains("writes bf16 output"));
+}
+
+TEST_CASE("linear: own from kOwnWgmmaMinRows rows (bf16 out: the Hopper kernel where sm_90a code runs)") {
+  Stream stream;
+  const int64_t m0 = cuda::kOwnWgmmaMinRows;
+  run_case<bf16>({m0 - 1, 576, 1024}, GemmBackend::own, stream);  // the mma.sync kernel
+  run_case<bf16>({m0, 1300, 264}, GemmBackend::own, stream);
+  run_case<float>({m0, 1300, 264}, GemmBackend::own, stream);           // f32 out: mma.sync
+  run_case<bf16>({m0 + 88, 200, 256, 8, 6}, GemmBackend::own, stream);   // padded rows
+  run_case<bf16>({m0 + 1, 129, 512, 0, 3, 1}, GemmBackend::own, stream);  // x off 16 bytes: mma.sync
 }
 
 TEST_CASE("linear: strided rows, padded output rows and unaligned x") {

@@ -18,13 +18,16 @@ namespace r1::cuda {
 enum class GemmBackend : uint8_t {
   automatic,  ///< per-shape default (gemm_default_backend); R1_GEMM_BACKEND=<name> overrides it
   cublaslt,   ///< NVIDIA cuBLASLt: the vendor baseline
-  own,        ///< r1's own kernel, the best variant this GPU runs
+  own,        ///< r1's own kernel, the best variant this GPU runs: from kOwnWgmmaMinRows rows on
+              ///< sm_90a machine code the Hopper kernels of own_wgmma (dense bf16 with bf16 output,
+              ///< FP8), otherwise the mma.sync kernel
   own_sm80,   ///< r1's own kernel with exactly the instructions an sm_80 GPU runs (bf16/f16
               ///< mma.sync, FP8 decoded in registers), on any GPU: tests the portable path
   own_wgmma,  ///< r1's Hopper kernels (TMA + wgmma, sm_90a machine code): the dense FP8 GEMM, the
               ///< grouped bf16 / FP8 GEMMs, and the dense bf16 GEMM with bf16 output (the grouped
-              ///< kernel over one expert). `own` does not pick them; `automatic` picks the grouped
-              ///< ones for large row counts (grouped_gemm_default_backend)
+              ///< kernel over one expert). `own` picks them for the dense GEMMs from
+              ///< kOwnWgmmaMinRows rows; `automatic` picks the grouped ones for large row counts
+              ///< (grouped_gemm_default_backend)
 };
 
 inline const char* gemm_backend_name(GemmBackend b) {
@@ -63,6 +66,11 @@ enum class GemmKind : uint8_t {
 /// from the measured table in docs/benchmarks.md; they live here and nowhere else.
 inline constexpr int64_t kOwnMaxRowsBf16 = 64;
 inline constexpr int64_t kOwnMaxRowsFp8 = 128;
+/// Rows from which `own` runs a dense GEMM (bf16 with bf16 output, or FP8) on the Hopper TMA +
+/// wgmma kernel where sm_90a machine code runs, rather than the mma.sync kernel (built for
+/// weight-streaming decode shapes: at 4096 rows it took 1.9-2.9x the wgmma kernel's time for bf16
+/// and 3-4x for FP8 on an H100; at 256 rows the wgmma FP8 kernel was already the faster one).
+inline constexpr int64_t kOwnWgmmaMinRows = 512;
 
 namespace detail {
 // R1_GEMM_BACKEND, read once: lets a whole program be run on one backend for an A/B comparison.

@@ -1,21 +1,18 @@
 // SPDX-License-Identifier: MIT
-// r1's Hopper FP8 GEMM (sm_90a): TMA loads into a shared-memory ring, wgmma on the tensor cores,
-// DeepSeek's block scaling with per-128-K promotion on the CUDA cores:
-//   y[m, n] = sum_b xs[m, b] * ws[n / 128, b] * (sum_{k in block b} xq[m, k] * wq[n, k])
+// The building blocks of r1's Hopper (sm_90a) GEMMs: mbarriers with bounded waits, TMA loads,
+// shared-memory matrix descriptors, the e4m3 wgmma step, the ring and tile constants, and the
+// host-side TMA maps. The kernel built from them is gemm_wgmma_grouped.cuh's (the MoE grouped
+// GEMMs, and the dense own_wgmma GEMMs as one expert owning every row); mla_prefill_sm90.cuh and
+// mla_decode_sm90.cuh use the same blocks.
 //
-// One thread block computes a 128 x 128 output tile with three warpgroups:
-//  - warpgroup 0, one thread: the producer. For every 128-wide K block it waits until the ring
-//    slot is free (mbarrier `empty`), then issues two TMA loads (the 128 x 128-byte tiles of xq and
-//    wq, 128-byte swizzled; rows past M or N arrive as zeros) that complete on mbarrier `full`.
-//  - warpgroups 1 and 2: consumers of 64 rows each. Per K block: wait `full`, four
-//    wgmma.m64n128k32.e4m3 (the first with scale-d = 0, so the fragment holds exactly this block's
-//    fp32 sum), wait for them, release the slot (one arrive per warp on `empty`), then
-//    acc += part * (xs[row, b] * ws[n0 / 128, b]) in fp32, the same order of operations as the
-//    ref twin and as the mma.sync kernel.
+// A tile is 128 output rows (two consumer warpgroups of 64) fed by one producer thread: for every
+// 128-byte K stage it waits until a ring slot is free (mbarrier `empty`, one arrive per consumer
+// warp), then issues the TMA loads of the x and weight tiles (128-byte swizzled; rows past the
+// matrix arrive as zeros) that complete on mbarrier `full`.
 // The wgmma operands are described by shared-memory matrix descriptors for K-major tiles with
 // 128-byte swizzle (the layout TMA's SWIZZLE_128B writes): rows of 128 bytes, 8-row core groups
-// 1024 bytes apart (stride byte offset), the leading byte offset unused because one k32 step
-// (32 bytes) stays inside a swizzle row; successive k32 steps advance the start address by 32 bytes.
+// 1024 bytes apart (stride byte offset), the leading byte offset unused because one k step
+// (32 bytes) stays inside a swizzle row; successive k steps advance the start address by 32 bytes.
 // Every mbarrier wait is bounded: a protocol error traps (a launch failure) instead of hanging.
 #pragma once
 
@@ -32,25 +29,10 @@
 
 namespace r1::cuda::detail::wgmma {
 
-inline constexpr int BM = 128, BN = 128, KB = 128;  // tile rows, tile columns, K bytes per stage
-inline constexpr int STAGES = 5;
-inline constexpr int THREADS = 384;                          // producer + 2 consumer warpgroups
-inline constexpr int A_BYTES = BM * KB, B_BYTES = BN * KB;   // 16 KiB each
-inline constexpr int STAGE_BYTES = A_BYTES + B_BYTES;
-inline constexpr int BAR_BYTES = 2 * STAGES * 8;
-inline constexpr int SMEM = 1024 /* alignment slack */ + STAGES * STAGE_BYTES + BAR_BYTES;
-
-struct Params {
-  int m = 0, n = 0, kb_total = 0;
-  void* y = nullptr;  // [m, n] bf16, row stride ldy
-  int64_t ldy = 0;
-  const float* xs = nullptr;  // xs(r, b) = xs[r * xs_rs + b * xs_bs]
-  int64_t xs_rs = 0, xs_bs = 0;
-  const float* ws = nullptr;  // ws(nb, b) = ws[nb * ws_rs + b * ws_bs]
-  int64_t ws_rs = 0, ws_bs = 0;
-  int group_m = 8;  // raster: M tiles per band
-  bool y_pairs = false;
-};
+inline constexpr int BM = 128, KB = 128;  // tile rows, K bytes per stage
+inline constexpr int STAGES = 5;          // ring stages of a 128-column tile (32 KiB each)
+inline constexpr int THREADS = 384;       // producer + 2 consumer warpgroups
+inline constexpr int A_BYTES = BM * KB;   // 16 KiB
 
 // ---------------------------------------------------------------------------------------------
 // Device: mbarriers, TMA, wgmma
@@ -113,9 +95,10 @@ __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_grou
 __device__ __forceinline__ void wgmma_wait_all() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
 
 /// Keeps the compiler from moving accumulator registers across the asynchronous wgmma region.
-__device__ __forceinline__ void fence_regs(float (&d)[64]) {
+template <int N>
+__device__ __forceinline__ void fence_regs(float (&d)[N]) {
 #pragma unroll
-  for (int i = 0; i < 64; ++i) asm volatile("" : "+f"(d[i])::"memory");
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
 }
 
 /// d (+)= A . B for one k32 step: A 64 x 32 e4m3 and B 128 x 32 e4m3 (both K-major in shared
@@ -143,119 +126,6 @@ __device__ __forceinline__ void wgmma_m64n128k32_e4m3(float (&d)[64], uint64_t d
   (void)da;
   (void)db;
   (void)scale_d;
-  __trap();
-#endif
-}
-
-// ---------------------------------------------------------------------------------------------
-// The kernel
-
-// (a template only so that the header can be included by several translation units)
-template <int = 0>
-__global__ void __launch_bounds__(THREADS, 1)
-    fp8_kernel(const __grid_constant__ CUtensorMap map_x, const __grid_constant__ CUtensorMap map_w, const Params p) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  extern __shared__ __align__(1024) char smem_raw[];
-  // 128-byte swizzled TMA destinations (and the descriptors' swizzle phase) want 1024-byte alignment.
-  const uint32_t base = (smem_u32(smem_raw) + 1023u) & ~1023u;
-  const uint32_t bars = base + STAGES * STAGE_BYTES;
-  const auto a_addr = [&](int s) { return base + uint32_t(s) * STAGE_BYTES; };
-  const auto b_addr = [&](int s) { return base + uint32_t(s) * STAGE_BYTES + A_BYTES; };
-  const auto full = [&](int s) { return bars + uint32_t(s) * 8; };
-  const auto empty = [&](int s) { return bars + uint32_t(STAGES + s) * 8; };
-
-  // Output tile, in bands of group_m M tiles so that blocks running together share weight tiles.
-  const int m_tiles = (p.m + BM - 1) / BM, n_tiles = (p.n + BN - 1) / BN;
-  const int pid = int(blockIdx.x), band = p.group_m * n_tiles;
-  const int first_m = (pid / band) * p.group_m;
-  const int rows_in_band = min(m_tiles - first_m, p.group_m);
-  const int m0 = (first_m + (pid % band) % rows_in_band) * BM;
-  const int n0 = ((pid % band) / rows_in_band) * BN;
-
-  if (threadIdx.x == 0) {
-    for (int s = 0; s < STAGES; ++s) {
-      mbar_init(full(s), 1);  // the producer's arrive.expect_tx; the TMA bytes complete the phase
-      mbar_init(empty(s), 8);  // one arrive per consumer warp
-    }
-    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-  }
-  __syncthreads();
-
-  const int wg = int(threadIdx.x) / 128;
-  if (wg == 0) {
-    if (threadIdx.x == 0) {
-      for (int i = 0; i < p.kb_total; ++i) {
-        const int s = i % STAGES;
-        const uint32_t phase = uint32_t(i / STAGES) & 1u;
-        mbar_wait(empty(s), phase ^ 1u);  // a fresh barrier counts its previous phase as complete
-        mbar_expect_tx(full(s), STAGE_BYTES);
-        tma_load_2d(a_addr(s), &map_x, full(s), i * KB, m0);
-        tma_load_2d(b_addr(s), &map_w, full(s), i * KB, n0);
-      }
-    }
-    return;
-  }
-
-  // Consumers: warpgroup c owns rows m0 + 64c .. m0 + 64c + 63 of the tile.
-  const int c = wg - 1;
-  const int t = int(threadIdx.x) % 128, warp = t / 32, lane = t % 32;
-  // accumulator element j of this thread: row 16 * warp + lane / 4 (+ 8 when j & 2),
-  // column 8 * (j / 4) + 2 * (lane % 4) + (j & 1)
-  const int r0 = m0 + 64 * c + 16 * warp + lane / 4, r1 = r0 + 8;
-  const float* ws_row = p.ws + int64_t(n0 / 128) * p.ws_rs;
-  float acc[64], part[64];
-#pragma unroll
-  for (int j = 0; j < 64; ++j) acc[j] = part[j] = 0.0f;
-
-  for (int i = 0; i < p.kb_total; ++i) {
-    const int s = i % STAGES;
-    const uint32_t phase = uint32_t(i / STAGES) & 1u;
-    // The block's scales, fetched while the tiles are in flight.
-    const float sw = __ldg(ws_row + int64_t(i) * p.ws_bs);
-    const float sx0 = r0 < p.m ? __ldg(p.xs + int64_t(r0) * p.xs_rs + int64_t(i) * p.xs_bs) : 0.0f;
-    const float sx1 = r1 < p.m ? __ldg(p.xs + int64_t(r1) * p.xs_rs + int64_t(i) * p.xs_bs) : 0.0f;
-    mbar_wait(full(s), phase);
-    const uint64_t da = smem_desc_sw128(a_addr(s) + uint32_t(64 * c) * KB);
-    const uint64_t db = smem_desc_sw128(b_addr(s));
-    fence_regs(part);
-    wgmma_fence();
-#pragma unroll
-    for (int ks = 0; ks < KB / 32; ++ks) {
-      wgmma_m64n128k32_e4m3(part, da + uint64_t(2 * ks), db + uint64_t(2 * ks), ks);  // +32 bytes per k32
-    }
-    wgmma_commit();
-    wgmma_wait_all();
-    fence_regs(part);
-    if (lane == 0) mbar_arrive(empty(s));  // this warp's reads of slot s are done
-    const float s0 = sx0 * sw, s1 = sx1 * sw;
-#pragma unroll
-    for (int j = 0; j < 64; ++j) acc[j] += part[j] * ((j & 2) ? s1 : s0);
-  }
-
-  bf16* y = static_cast<bf16*>(p.y);
-#pragma unroll
-  for (int jb = 0; jb < 16; ++jb) {
-    const int col = n0 + 8 * jb + 2 * (lane % 4);
-    if (col >= p.n) continue;
-    const bool two = col + 1 < p.n;
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int row = h ? r1 : r0;
-      if (row >= p.m) continue;
-      const bf16 v0(acc[4 * jb + 2 * h]), v1(acc[4 * jb + 2 * h + 1]);
-      bf16* dst = y + int64_t(row) * p.ldy + col;
-      if (two && p.y_pairs) {
-        *reinterpret_cast<uint32_t*>(dst) = uint32_t(v0.bits) | (uint32_t(v1.bits) << 16);
-      } else {
-        dst[0] = v0;
-        if (two) dst[1] = v1;
-      }
-    }
-  }
-#else
-  (void)map_x;
-  (void)map_w;
-  (void)p;
   __trap();
 #endif
 }
@@ -294,25 +164,6 @@ inline CUtensorMap tensor_map_rows(const void* base, int64_t rows, int64_t k_byt
   R1_CHECK(r == CUDA_SUCCESS, op, "cuTensorMapEncodeTiled failed (error ", int(r), ") for a [", rows, ", ",
            k_bytes, "] operand with row stride ", ld, " bytes");
   return map;
-}
-
-/// Launches the Hopper FP8 GEMM. Operands are checked by the caller (linear_fp8_native): K % 128,
-/// 16-byte aligned rows, scale shapes. xq: [m, k] rows lda bytes apart; wq: [n, k] rows ldb apart.
-inline void launch_fp8(const void* xq, int64_t lda, const void* wq, int64_t ldb, int64_t k, Params p, stream_t stream,
-                       const char* op) {
-  R1_CHECK(binary_arch() == 90, op, "own_wgmma needs sm_90a machine code on an sm_90 GPU (this device runs sm_",
-           binary_arch(), " code; build with R1_CUDA_ARCHITECTURES containing 90a)");
-  constexpr auto kernel = fp8_kernel<0>;
-  (void)prepare_kernel<kernel>(THREADS, SMEM, op);
-  // A single row still needs a valid (16-byte multiple) stride in the map.
-  const CUtensorMap mx = tensor_map_rows(xq, p.m, k, p.m > 1 ? lda : round_up(k, 16), BM, op);
-  const CUtensorMap mw = tensor_map_rows(wq, p.n, k, p.n > 1 ? ldb : round_up(k, 16), BN, op);
-  const int64_t tiles = ceil_div(p.m, BM) * ceil_div(p.n, BN);
-  R1_CHECK(tiles < (int64_t(1) << 31), op, "too many output tiles");
-  p.kb_total = int(k / KB);
-  p.group_m = 8;
-  fp8_kernel<0><<<unsigned(tiles), THREADS, SMEM, stream>>>(mx, mw, p);
-  R1_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace r1::cuda::detail::wgmma

@@ -37,34 +37,13 @@ mma::Params bf16_params(const View<const bf16, 2>& x, const View<const bf16, 2>&
   return p;
 }
 
-/// offsets [2] = {0, m}: one expert owning all m rows.
-__global__ void one_expert_offsets_kernel(int32_t* offsets, int m) {
-  offsets[0] = 0;
-  offsets[1] = m;
-}
-
 /// y [M, N] bf16 = x . w^T on the grouped GEMM with one expert (own_wgmma: the Hopper kernel on
 /// sm_90a machine code and 16-byte rows; grouped_linear runs its mma.sync kernel otherwise).
 inline void linear_one_expert(View<const bf16, 2> x, View<const bf16, 2> w, View<bf16, 2> y, stream_t stream) {
-  mma::Scratch off(2 * sizeof(int32_t), stream);
-  auto* o = static_cast<int32_t*>(off.get());
-  one_expert_offsets_kernel<<<1, 1, 0, stream>>>(o, int(x.shape[0]));
-  R1_CUDA_CHECK_LAUNCH();
-  View<const int32_t, 1> offsets;
-  offsets.data = o;
-  offsets.space = Space::cuda;
-  offsets.shape[0] = 2;
-  offsets.stride[0] = 1;
-  View<const bf16, 3> w3;  // [1, N, K]
-  w3.data = w.data;
-  w3.space = Space::cuda;
-  w3.shape[0] = 1;
-  w3.shape[1] = w.shape[0];
-  w3.shape[2] = w.shape[1];
-  w3.stride[0] = w.shape[0] * row_stride(w);
-  w3.stride[1] = row_stride(w);
-  w3.stride[2] = 1;
-  grouped_linear(x, offsets, ExpertWeights<bf16>::stacked(w3), y, stream, GemmBackend::own_wgmma);
+  mma::with_one_expert(x.shape[0], stream, [&](View<const int32_t, 1> offsets) {
+    grouped_linear(x, offsets, ExpertWeights<bf16>::stacked(mma::as_one_expert(w)), y, stream,
+                   GemmBackend::own_wgmma);
+  });
 }
 }  // namespace detail
 
@@ -90,8 +69,14 @@ void linear(View<const bf16, 2> x, View<const bf16, 2> w, View<TY, 2> y, stream_
   if (backend == GemmBackend::own_wgmma) {
     R1_CHECK((std::is_same_v<TY, bf16>), op, "own_wgmma (r1's Hopper bf16 GEMM) writes bf16 output; for f32 ",
              "output use own, cublaslt or automatic");
+  }
+  // own: the Hopper kernel from kOwnWgmmaMinRows rows where sm_90a code runs (bf16 output).
+  const bool own_hopper = backend == GemmBackend::own && std::is_same_v<TY, bf16> && m >= kOwnWgmmaMinRows &&
+                          detail::binary_arch() == 90;
+  if (backend == GemmBackend::own_wgmma || own_hopper) {
     if constexpr (std::is_same_v<TY, bf16>) {
-      if (k > 0) {
+      // TMA needs 16-byte rows; other layouts (odd K, offset views) run the mma.sync kernel below.
+      if (k > 0 && k % 8 == 0 && detail::rows_vector_aligned(x, 16) && detail::rows_vector_aligned(w, 16)) {
         detail::linear_one_expert(x, w, y, stream);
         return;
       }

@@ -10,7 +10,7 @@
 #include "r1/kernels/cuda/cublaslt.hpp"
 #include "r1/kernels/cuda/fp8_operands.cuh"
 #include "r1/kernels/cuda/gemm_mma.cuh"
-#include "r1/kernels/cuda/gemm_wgmma.cuh"
+#include "r1/kernels/cuda/grouped_gemm.hpp"
 #include "r1/kernels/cuda/linear_fp8.hpp"
 
 namespace r1::cuda::detail {
@@ -48,20 +48,17 @@ inline void linear_fp8_native_impl(View<const fp8_e4m3, 2> xq, View<const float,
     cublaslt::linear_fp8_block(xq, xs, wq, ws, y, stream);
     return;
   }
-  if (backend == GemmBackend::own_wgmma && k > 0) {
-    wgmma::Params wp;
-    wp.m = int(m);
-    wp.n = int(n);
-    wp.y = y.data;
-    wp.ldy = row_stride(y);
-    wp.xs = xs.data;
-    wp.xs_rs = xs.stride[0];
-    wp.xs_bs = xs.stride[1];
-    wp.ws = ws.data;
-    wp.ws_rs = ws.stride[0];
-    wp.ws_bs = ws.stride[1];
-    wp.y_pairs = aligned_to(y.data, 4) && wp.ldy % 2 == 0;
-    wgmma::launch_fp8(xq.data, row_stride(xq), wq.data, row_stride(wq), k, wp, stream, op);
+  // own: the Hopper kernel from kOwnWgmmaMinRows rows where sm_90a code runs.
+  const bool own_hopper = backend == GemmBackend::own && m >= kOwnWgmmaMinRows && detail::binary_arch() == 90 &&
+                          (ws.shape[1] <= 1 || ws.stride[1] == 1);  // stacked expert scales: unit-stride rows
+  if ((backend == GemmBackend::own_wgmma || own_hopper) && k > 0) {
+    // r1's Hopper TMA + wgmma kernel: the grouped one over one expert owning every row (persistent,
+    // its K blocks' promotion overlapped with the next block's wgmmas).
+    mma::with_one_expert(m, stream, [&](View<const int32_t, 1> offsets) {
+      grouped_linear_fp8_native<128, 128>(xq, xs, offsets, ExpertWeights<fp8_e4m3>::stacked(mma::as_one_expert(wq)),
+                                          ExpertWeights<float>::stacked(mma::as_one_expert(ws)), y, stream,
+                                          GemmBackend::own_wgmma);
+    });
     return;
   }
   mma::Params p = fp8_params(xq, xs, y, n);
