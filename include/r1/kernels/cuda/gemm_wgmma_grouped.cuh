@@ -1,16 +1,17 @@
 // SPDX-License-Identifier: MIT
 // r1's Hopper grouped (MoE expert) GEMMs, sm_90a: TMA + wgmma on the building blocks of
-// gemm_wgmma.cuh (mbarriers, TMA, shared-memory descriptors, the 128 x 128 tile with one producer
-// and two consumer warpgroups), over rows grouped by expert:
+// gemm_wgmma.cuh (mbarriers, TMA, shared-memory descriptors; one producer and two consumer
+// warpgroups on 128-row tiles), over rows grouped by expert:
 //   y[r, :] = x[r, :] . W_e^T        for the rows r in [offsets[e], offsets[e + 1]) of expert e
 // in two flavours: FP8 with DeepSeek's 128 x 128 block scaling (per-128-K fp32 promotion, the order
-// of operations of ref::linear_fp8_native and of the dense kernel) and bf16 (fp32 accumulation).
+// of operations of ref::linear_fp8_native) and bf16 (fp32 accumulation). The dense own_wgmma GEMMs
+// (linear, linear_fp8_native) are this kernel over one expert owning every row.
 //
 // Work decomposition: a persistent grid (one block per SM). Every block first turns the expert row
 // offsets (device memory: nothing waits for the routing on the host, and a CUDA graph replays the
 // call with new routing) into a table of each expert's first M tile in shared memory, then walks
-// the tiles (expert, M tile, N tile) with a grid stride, M-tile-major so that the blocks running
-// together share the activation tile. Producer and consumers walk the same sequence and keep one
+// the tiles (expert, M tile, N tile) with a grid stride, in bands of kRasterBand M tiles so that
+// the blocks running together share activation and weight tiles in L2. Producer and consumers walk the same sequence and keep one
 // running stage counter across tiles, so the ring of shared-memory stages never drains between
 // tiles: the producer loads the next tile's first stages while the consumers store the last one.
 //  - A (activations): one 2D TMA map over x [R, K bytes]. A tile starts at the expert's first row
@@ -44,6 +45,10 @@ inline constexpr int kRasterBand = 8;
 /// 128 fp32 accumulators a thread, 4 stages of 48 KiB). The wider tile reads half as many
 /// shared-memory bytes per flop, which is what holds a 128 x 128 bf16 tile near 60% of the
 /// tensor cores' rate; FP8 keeps 128 (its fragment plus the promoted sum would need 256 registers).
+/// Measured and not kept (H100, session 13): 64-byte K stages (8 of 24 KiB) for the wide tile, 1.3x
+/// slower at 8192^3; 6 stages for the 128-column tiles, MoE bf16 at T = 4096 1.2x slower; dense
+/// calls in CTA pairs sharing each weight tile through TMA multicast (branch wgmma-cta-pairs), no
+/// faster (bf16 8192^3 1652 vs 1645 us, FP8 1371 vs 1296 us).
 template <int TBN>
 struct GroupedCfg {
   static_assert(TBN == 128 || TBN == 256, "grouped wgmma tiles are 128 or 256 columns wide");
