@@ -14,5 +14,12 @@ void grouped_linear_fp8_native_128(View<const fp8_e4m3, 2> xq, View<const float,
                                    GemmBackend backend) {
   grouped_linear_fp8_native_impl(xq, xs, offsets, wq, ws, y, stream, backend);
 }
+bool dense_wgmma_bf16(View<const bf16, 2> x, View<const bf16, 2> w, View<bf16, 2> y, stream_t stream) {
+  return dense_wgmma_bf16_impl(x, w, y, stream);
+}
+bool dense_wgmma_fp8(View<const fp8_e4m3, 2> xq, View<const float, 2> xs, View<const fp8_e4m3, 2> wq,
+                     View<const float, 2> ws, View<bf16, 2> y, stream_t stream) {
+  return dense_wgmma_fp8_impl(xq, xs, wq, ws, y, stream);
+}
 }  // namespace detail
 }  // namespace r1::cuda

@@ -519,44 +519,6 @@ class Scratch {
   void* p_;
 };
 
-/// offsets [2] = {0, m}: one expert owning all m rows.
-__global__ inline void one_expert_offsets_kernel(int32_t* offsets, int m) {
-  offsets[0] = 0;
-  offsets[1] = m;
-}
-
-/// Runs f(offsets) with offsets = {0, m} written on `stream` into stream-ordered scratch: a dense
-/// GEMM as a grouped one over a single expert that owns every row (how the dense own_wgmma paths
-/// reach r1's Hopper grouped kernel).
-template <class F>
-void with_one_expert(int64_t m, stream_t stream, F&& f) {
-  Scratch off(2 * sizeof(int32_t), stream);
-  auto* o = static_cast<int32_t*>(off.get());
-  one_expert_offsets_kernel<<<1, 1, 0, stream>>>(o, int(m));
-  R1_CUDA_CHECK_LAUNCH();
-  View<const int32_t, 1> offsets;  // [2]
-  offsets.data = o;
-  offsets.space = Space::cuda;
-  offsets.shape[0] = 2;
-  offsets.stride[0] = 1;
-  f(offsets);
-}
-
-/// A [rows, cols] matrix as the stacked weights of one expert: [1, rows, cols].
-template <class T>
-View<const T, 3> as_one_expert(const View<const T, 2>& w) {
-  View<const T, 3> w3;
-  w3.data = w.data;
-  w3.space = w.space;
-  w3.shape[0] = 1;
-  w3.shape[1] = w.shape[0];
-  w3.shape[2] = w.shape[1];
-  w3.stride[0] = w.shape[0] * w.stride[0];
-  w3.stride[1] = w.stride[0];
-  w3.stride[2] = w.stride[1];
-  return w3;
-}
-
 /// Launches a dense GEMM: picks the tile by M, the K split by the time model, and reduces the
 /// partial sums when split. `p` holds operands and sizes; `flops` and `bytes` describe the GEMM.
 template <Operand OP, bool ALIGNED, class TY>

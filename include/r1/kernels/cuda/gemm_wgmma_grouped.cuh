@@ -64,7 +64,8 @@ struct GroupedCfg {
 struct GroupedParams {
   int m = 0, n = 0, kb_total = 0;  // rows R of x / y, output features N, 128-byte K stages
   int groups = 0;                  // experts E
-  const int32_t* offsets = nullptr;  // [E + 1] device: expert e owns rows [offsets[e], offsets[e + 1])
+  const int32_t* offsets = nullptr;  // [E + 1] device: expert e owns rows [offsets[e], offsets[e + 1]);
+                                     // null: one expert owning every row (the dense GEMMs)
   void* y = nullptr;                 // [R, N] bf16, row stride ldy elements
   int64_t ldy = 0;
   // FP8 only: xs(r, b) = xs[r * xs_rs + b * xs_bs]; ws(e, nb, b) = ws[e * ws_group + nb * ws_rs + b * ws_bs]
@@ -166,6 +167,11 @@ __device__ __forceinline__ void wgmma_m64n256k16_bf16(float (&d)[128], uint64_t 
 /// Rows [lo, hi) of expert e, clamped into [0, m] so that inconsistent offsets cannot address
 /// memory outside x and y (the rows they describe are then simply not computed).
 __device__ __forceinline__ void grouped_expert_rows(const GroupedParams& p, int e, int& lo, int& hi) {
+  if (p.offsets == nullptr) {  // a dense GEMM: no offsets array to read (nor to write before the call)
+    lo = 0;
+    hi = p.m;
+    return;
+  }
   lo = min(max(__ldg(p.offsets + e), 0), p.m);
   hi = min(max(__ldg(p.offsets + e + 1), lo), p.m);
 }

@@ -70,6 +70,50 @@ inline wgmma::GroupedParams grouped_wgmma_params(int64_t rows, int64_t n, View<c
   return gp;
 }
 
+/// The dense own_wgmma GEMMs: y [M, N] = x [M, K] . w [N, K]^T on the Hopper grouped kernel with
+/// one expert owning every row (no offsets array: nothing to allocate or write first). Operand
+/// shapes are checked by the callers (linear, linear_fp8_native). False, with nothing launched,
+/// where the kernel does not apply (no sm_90a machine code, K = 0, rows off 16 bytes): the caller
+/// runs its mma.sync kernel.
+inline bool dense_wgmma_bf16_impl(View<const bf16, 2> x, View<const bf16, 2> w, View<bf16, 2> y, stream_t stream) {
+  const int64_t m = x.shape[0], k = x.shape[1], n = w.shape[0];
+  if (binary_arch() != 90 || k == 0 || k % 8 != 0 || !rows_vector_aligned(x, 16) || !rows_vector_aligned(w, 16)) {
+    return false;
+  }
+  wgmma::GroupedParams gp;
+  gp.m = int(m);
+  gp.n = int(n);
+  gp.groups = 1;
+  gp.y = y.data;
+  gp.ldy = row_stride(y);
+  gp.y_pairs = aligned_to(y.data, 4) && gp.ldy % 2 == 0;
+  wgmma::launch_grouped<false>(x.data, row_stride(x) * 2, w.data, row_stride(w) * 2, 0, k * 2, gp, stream,
+                               "cuda.linear");
+  return true;
+}
+
+inline bool dense_wgmma_fp8_impl(View<const fp8_e4m3, 2> xq, View<const float, 2> xs, View<const fp8_e4m3, 2> wq,
+                                 View<const float, 2> ws, View<bf16, 2> y, stream_t stream) {
+  const int64_t m = xq.shape[0], k = xq.shape[1], n = wq.shape[0];
+  if (binary_arch() != 90 || k == 0 || !rows_vector_aligned(xq, 16) || !rows_vector_aligned(wq, 16)) return false;
+  wgmma::GroupedParams gp;
+  gp.m = int(m);
+  gp.n = int(n);
+  gp.groups = 1;
+  gp.y = y.data;
+  gp.ldy = row_stride(y);
+  gp.y_pairs = aligned_to(y.data, 4) && gp.ldy % 2 == 0;
+  gp.xs = xs.data;
+  gp.xs_rs = xs.stride[0];
+  gp.xs_bs = xs.stride[1];
+  gp.ws = ws.data;
+  gp.ws_rs = ws.stride[0];
+  gp.ws_bs = ws.stride[1];
+  wgmma::launch_grouped<true>(xq.data, row_stride(xq), wq.data, row_stride(wq), 0, k, gp, stream,
+                              "cuda.linear_fp8_native");
+  return true;
+}
+
 inline void grouped_linear_impl(View<const bf16, 2> x, View<const int32_t, 1> offsets, const ExpertWeights<bf16>& w,
                                 View<bf16, 2> y, stream_t stream, GemmBackend backend) {
   const char* op = "cuda.grouped_linear";

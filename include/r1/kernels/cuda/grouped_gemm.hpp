@@ -91,6 +91,12 @@ void grouped_linear(View<const bf16, 2> x, View<const int32_t, 1> offsets, const
                     View<bf16, 2> y, stream_t stream, GemmBackend backend = GemmBackend::automatic);
 
 namespace detail {
+/// The dense own_wgmma GEMMs on the Hopper grouped kernel with one expert owning every row (see
+/// grouped_gemm.cuh): false, launching nothing, where that kernel does not apply.
+bool dense_wgmma_bf16(View<const bf16, 2> x, View<const bf16, 2> w, View<bf16, 2> y, stream_t stream);
+bool dense_wgmma_fp8(View<const fp8_e4m3, 2> xq, View<const float, 2> xs, View<const fp8_e4m3, 2> wq,
+                     View<const float, 2> ws, View<bf16, 2> y, stream_t stream);
+
 void grouped_linear_fp8_native_128(View<const fp8_e4m3, 2> xq, View<const float, 2> xs,
                                    View<const int32_t, 1> offsets, const ExpertWeights<fp8_e4m3>& wq,
                                    const ExpertWeights<float>& ws, View<bf16, 2> y, stream_t stream,

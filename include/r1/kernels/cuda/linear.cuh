@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: MIT
 // Definition of r1::cuda::linear (declared in linear.hpp): argument checks on the host, then the
 // chosen backend: cuBLASLt, r1's mma.sync kernel (gemm_mma.cuh) with 16-byte cp.async staging
-// when rows allow it and an element-wise loader for odd K or unaligned rows, or (own_wgmma, bf16
-// output) r1's Hopper TMA + wgmma kernel: the grouped one (gemm_wgmma_grouped.cuh) over a single
-// expert owning every row, rather than a second dense kernel of the same tile, pipeline and
-// epilogue.
+// when rows allow it and an element-wise loader for odd K or unaligned rows, or (own_wgmma, and own
+// from kOwnWgmmaMinRows rows; bf16 output) r1's Hopper TMA + wgmma kernel: the grouped one
+// (gemm_wgmma_grouped.cuh) with one expert owning every row, rather than a second dense kernel of
+// the same tile, pipeline and epilogue.
 #pragma once
 
 #include <type_traits>
@@ -37,14 +37,6 @@ mma::Params bf16_params(const View<const bf16, 2>& x, const View<const bf16, 2>&
   return p;
 }
 
-/// y [M, N] bf16 = x . w^T on the grouped GEMM with one expert (own_wgmma: the Hopper kernel on
-/// sm_90a machine code and 16-byte rows; grouped_linear runs its mma.sync kernel otherwise).
-inline void linear_one_expert(View<const bf16, 2> x, View<const bf16, 2> w, View<bf16, 2> y, stream_t stream) {
-  mma::with_one_expert(x.shape[0], stream, [&](View<const int32_t, 1> offsets) {
-    grouped_linear(x, offsets, ExpertWeights<bf16>::stacked(mma::as_one_expert(w)), y, stream,
-                   GemmBackend::own_wgmma);
-  });
-}
 }  // namespace detail
 
 template <class TY>
@@ -71,15 +63,12 @@ void linear(View<const bf16, 2> x, View<const bf16, 2> w, View<TY, 2> y, stream_
              "output use own, cublaslt or automatic");
   }
   // own: the Hopper kernel from kOwnWgmmaMinRows rows where sm_90a code runs (bf16 output).
-  const bool own_hopper = backend == GemmBackend::own && std::is_same_v<TY, bf16> && m >= kOwnWgmmaMinRows &&
-                          detail::binary_arch() == 90;
+  const bool own_hopper = backend == GemmBackend::own && std::is_same_v<TY, bf16> && m >= kOwnWgmmaMinRows;
   if (backend == GemmBackend::own_wgmma || own_hopper) {
     if constexpr (std::is_same_v<TY, bf16>) {
-      // TMA needs 16-byte rows; other layouts (odd K, offset views) run the mma.sync kernel below.
-      if (k > 0 && k % 8 == 0 && detail::rows_vector_aligned(x, 16) && detail::rows_vector_aligned(w, 16)) {
-        detail::linear_one_expert(x, w, y, stream);
-        return;
-      }
+      // The Hopper kernel needs sm_90a code and 16-byte rows (TMA); otherwise (odd K, offset views,
+      // other GPUs) the mma.sync kernel below runs.
+      if (detail::dense_wgmma_bf16(x, w, y, stream)) return;
     }
   }
   const bool by_default = backend == GemmBackend::automatic;

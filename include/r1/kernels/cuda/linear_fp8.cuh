@@ -49,17 +49,12 @@ inline void linear_fp8_native_impl(View<const fp8_e4m3, 2> xq, View<const float,
     return;
   }
   // own: the Hopper kernel from kOwnWgmmaMinRows rows where sm_90a code runs.
-  const bool own_hopper = backend == GemmBackend::own && m >= kOwnWgmmaMinRows && detail::binary_arch() == 90 &&
-                          (ws.shape[1] <= 1 || ws.stride[1] == 1);  // stacked expert scales: unit-stride rows
+  const bool own_hopper = backend == GemmBackend::own && m >= kOwnWgmmaMinRows;
   if ((backend == GemmBackend::own_wgmma || own_hopper) && k > 0) {
     // r1's Hopper TMA + wgmma kernel: the grouped one over one expert owning every row (persistent,
-    // its K blocks' promotion overlapped with the next block's wgmmas).
-    mma::with_one_expert(m, stream, [&](View<const int32_t, 1> offsets) {
-      grouped_linear_fp8_native<128, 128>(xq, xs, offsets, ExpertWeights<fp8_e4m3>::stacked(mma::as_one_expert(wq)),
-                                          ExpertWeights<float>::stacked(mma::as_one_expert(ws)), y, stream,
-                                          GemmBackend::own_wgmma);
-    });
-    return;
+    // its K blocks' promotion overlapped with the next block's wgmmas); without sm_90a code the
+    // mma.sync kernel below.
+    if (detail::dense_wgmma_fp8(xq, xs, wq, ws, y, stream)) return;
   }
   mma::Params p = fp8_params(xq, xs, y, n);
   p.b = reinterpret_cast<const uint8_t*>(wq.data);
