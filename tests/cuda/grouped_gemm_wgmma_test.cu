@@ -249,6 +249,24 @@ TEST_CASE("grouped bf16 own_wgmma: the 256-column tile") {
   Case pad = mk(8, 4224, 1030, 128);
   pad.y_pad = 64;  // padded output rows: columns past N stay untouched
   run_bf16(pad, stream);
+  // Output rows on 16 bytes (row stride 1032) take the 16-byte stores; N = 1030 ends inside an
+  // 8-column block, stored element by element, and the 2 padding columns stay untouched.
+  Case vec = mk(1, 4100, 1030, 128, Route::one_expert);
+  vec.y_pad = 2;
+  run_bf16(vec, stream);
+}
+
+TEST_CASE("grouped own_wgmma: 16-byte output stores with N ending inside an 8-column block") {
+  if (!hopper()) return;
+  Stream stream;
+  for (int64_t rows : {7, 300}) {
+    Case b = mk(8, rows, 1030, 256);
+    b.y_pad = 2;  // row stride 1032: 16-byte rows
+    run_bf16(b, stream);
+    Case f = mk(8, rows, 1030, 256);
+    f.y_pad = 2;
+    run_fp8(f, stream);
+  }
 }
 
 TEST_CASE("grouped fp8 own_wgmma: a captured CUDA graph replays with new routing read on the device") {

@@ -67,6 +67,7 @@ inline wgmma::GroupedParams grouped_wgmma_params(int64_t rows, int64_t n, View<c
   gp.y = y.data;
   gp.ldy = row_stride(y);
   gp.y_pairs = aligned_to(y.data, 4) && gp.ldy % 2 == 0;
+  gp.y_vec = aligned_to(y.data, 16) && gp.ldy % 8 == 0;
   return gp;
 }
 
@@ -87,6 +88,7 @@ inline bool dense_wgmma_bf16_impl(View<const bf16, 2> x, View<const bf16, 2> w, 
   gp.y = y.data;
   gp.ldy = row_stride(y);
   gp.y_pairs = aligned_to(y.data, 4) && gp.ldy % 2 == 0;
+  gp.y_vec = aligned_to(y.data, 16) && gp.ldy % 8 == 0;
   wgmma::launch_grouped<false>(x.data, row_stride(x) * 2, w.data, row_stride(w) * 2, 0, k * 2, gp, stream,
                                "cuda.linear");
   return true;
@@ -103,6 +105,7 @@ inline bool dense_wgmma_fp8_impl(View<const fp8_e4m3, 2> xq, View<const float, 2
   gp.y = y.data;
   gp.ldy = row_stride(y);
   gp.y_pairs = aligned_to(y.data, 4) && gp.ldy % 2 == 0;
+  gp.y_vec = aligned_to(y.data, 16) && gp.ldy % 8 == 0;
   gp.xs = xs.data;
   gp.xs_rs = xs.stride[0];
   gp.xs_bs = xs.stride[1];
