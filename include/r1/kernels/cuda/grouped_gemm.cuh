@@ -56,14 +56,14 @@ inline bool grouped_uses_wgmma(GemmBackend backend, GemmKind kind, int64_t rows,
 }
 
 /// The wgmma grouped kernel's parameters shared by its bf16 and FP8 forms: sizes, the device
-/// offsets [E + 1] and the output y [rows, N] bf16.
-inline wgmma::GroupedParams grouped_wgmma_params(int64_t rows, int64_t n, View<const int32_t, 1> offsets,
+/// offsets [groups + 1] (null: one expert owning every row, groups = 1) and the output y [rows, N].
+inline wgmma::GroupedParams grouped_wgmma_params(int64_t rows, int64_t n, const int32_t* offsets, int64_t groups,
                                                  View<bf16, 2> y) {
   wgmma::GroupedParams gp;
   gp.m = int(rows);
   gp.n = int(n);
-  gp.groups = int(offsets.shape[0] - 1);
-  gp.offsets = offsets.data;
+  gp.groups = int(groups);
+  gp.offsets = offsets;
   gp.y = y.data;
   gp.ldy = row_stride(y);
   gp.y_pairs = aligned_to(y.data, 4) && gp.ldy % 2 == 0;
@@ -81,14 +81,7 @@ inline bool dense_wgmma_bf16_impl(View<const bf16, 2> x, View<const bf16, 2> w, 
   if (binary_arch() != 90 || k == 0 || k % 8 != 0 || !rows_vector_aligned(x, 16) || !rows_vector_aligned(w, 16)) {
     return false;
   }
-  wgmma::GroupedParams gp;
-  gp.m = int(m);
-  gp.n = int(n);
-  gp.groups = 1;
-  gp.y = y.data;
-  gp.ldy = row_stride(y);
-  gp.y_pairs = aligned_to(y.data, 4) && gp.ldy % 2 == 0;
-  gp.y_vec = aligned_to(y.data, 16) && gp.ldy % 8 == 0;
+  wgmma::GroupedParams gp = grouped_wgmma_params(m, n, nullptr, 1, y);
   wgmma::launch_grouped<false>(x.data, row_stride(x) * 2, w.data, row_stride(w) * 2, 0, k * 2, gp, stream,
                                "cuda.linear");
   return true;
@@ -98,14 +91,7 @@ inline bool dense_wgmma_fp8_impl(View<const fp8_e4m3, 2> xq, View<const float, 2
                                  View<const float, 2> ws, View<bf16, 2> y, stream_t stream) {
   const int64_t m = xq.shape[0], k = xq.shape[1], n = wq.shape[0];
   if (binary_arch() != 90 || k == 0 || !rows_vector_aligned(xq, 16) || !rows_vector_aligned(wq, 16)) return false;
-  wgmma::GroupedParams gp;
-  gp.m = int(m);
-  gp.n = int(n);
-  gp.groups = 1;
-  gp.y = y.data;
-  gp.ldy = row_stride(y);
-  gp.y_pairs = aligned_to(y.data, 4) && gp.ldy % 2 == 0;
-  gp.y_vec = aligned_to(y.data, 16) && gp.ldy % 8 == 0;
+  wgmma::GroupedParams gp = grouped_wgmma_params(m, n, nullptr, 1, y);
   gp.xs = xs.data;
   gp.xs_rs = xs.stride[0];
   gp.xs_bs = xs.stride[1];
@@ -138,7 +124,7 @@ inline void grouped_linear_impl(View<const bf16, 2> x, View<const int32_t, 1> of
   require_int32(k, op, "K");
   if (rows == 0 || n == 0) return;
   if (grouped_uses_wgmma(backend, GemmKind::bf16, rows, experts, n, k, w.data != nullptr)) {
-    wgmma::GroupedParams gp = grouped_wgmma_params(rows, n, offsets, y);
+    wgmma::GroupedParams gp = grouped_wgmma_params(rows, n, offsets.data, experts, y);
     wgmma::launch_grouped<false>(x.data, row_stride(x) * 2, w.data, w.row_stride * 2, w.expert_stride * 2, k * 2,
                                  gp, stream, op);
     return;
@@ -178,7 +164,7 @@ inline void grouped_linear_fp8_native_impl(View<const fp8_e4m3, 2> xq, View<cons
   check_experts(ws, experts, ceil_div(n, 128), k / 128, op, "expert weight scales");
   if (rows == 0 || n == 0) return;
   if (grouped_uses_wgmma(backend, GemmKind::fp8_block, rows, experts, n, k, wq.data != nullptr && ws.data != nullptr)) {
-    wgmma::GroupedParams gp = grouped_wgmma_params(rows, n, offsets, y);
+    wgmma::GroupedParams gp = grouped_wgmma_params(rows, n, offsets.data, experts, y);
     gp.xs = xs.data;
     gp.xs_rs = xs.stride[0];
     gp.xs_bs = xs.stride[1];
