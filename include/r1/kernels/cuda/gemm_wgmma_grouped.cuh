@@ -42,9 +42,10 @@ inline constexpr int kRasterBand = 8;
 
 /// The grouped kernel for output tiles of 128 rows x TBN columns: TBN = 128 (bf16 and FP8: two
 /// m64n128 fragments, 5 ring stages of 32 KiB) or TBN = 256 (bf16 only: two m64n256 fragments of
-/// 128 fp32 accumulators a thread, 4 stages of 48 KiB). The wider tile reads half as many
-/// shared-memory bytes per flop, which is what holds a 128 x 128 bf16 tile near 60% of the
-/// tensor cores' rate; FP8 keeps 128 (its fragment plus the promoted sum would need 256 registers).
+/// 128 fp32 accumulators a thread, 4 stages of 48 KiB). The wider tile moves fewer bytes (shared
+/// memory and L2) per flop and has half as many tiles' epilogues: dense bf16 8192^3 went from 2151
+/// to 1714 us on an H100 (session 13). FP8 keeps 128 (its fragment plus the promoted sum would
+/// need 256 registers).
 /// Measured and not kept (H100, session 13): 64-byte K stages (8 of 24 KiB) for the wide tile, 1.3x
 /// slower at 8192^3; 6 stages for the 128-column tiles, MoE bf16 at T = 4096 1.2x slower; dense
 /// calls in CTA pairs sharing each weight tile through TMA multicast (branch wgmma-cta-pairs), no
