@@ -27,7 +27,8 @@ enum class GemmBackend : uint8_t {
               ///< grouped bf16 / FP8 GEMMs, and the dense bf16 GEMM with bf16 output (the grouped
               ///< kernel over one expert). `own` picks them for the dense GEMMs from
               ///< kOwnWgmmaMinRows rows; `automatic` picks the grouped ones for large row counts
-              ///< (grouped_gemm_default_backend)
+              ///< (grouped_gemm_default_backend). Where they cannot run the call (no sm_90a code,
+              ///< rows off 16 bytes, per-expert pointer tables) the mma.sync kernel does
 };
 
 inline const char* gemm_backend_name(GemmBackend b) {

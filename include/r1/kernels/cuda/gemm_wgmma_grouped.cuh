@@ -11,9 +11,10 @@
 // offsets (device memory: nothing waits for the routing on the host, and a CUDA graph replays the
 // call with new routing) into a table of each expert's first M tile in shared memory, then walks
 // the tiles (expert, M tile, N tile) with a grid stride, in bands of kRasterBand M tiles so that
-// the blocks running together share activation and weight tiles in L2. Producer and consumers walk the same sequence and keep one
-// running stage counter across tiles, so the ring of shared-memory stages never drains between
-// tiles: the producer loads the next tile's first stages while the consumers store the last one.
+// the blocks running together share activation and weight tiles in L2. Producer and consumers
+// walk the same sequence and keep one running stage counter across tiles, so the ring of
+// shared-memory stages never drains between tiles: the producer loads the next tile's first
+// stages while the consumers store the last one.
 //  - A (activations): one 2D TMA map over x [R, K bytes]. A tile starts at the expert's first row
 //    and may run into the next expert's rows (or past R: zeros); those rows are computed but never
 //    stored, and a consumer warpgroup whose 64 rows all lie past the expert's end skips the math.
@@ -53,7 +54,6 @@ inline constexpr int kRasterBand = 8;
 template <int TBN>
 struct GroupedCfg {
   static_assert(TBN == 128 || TBN == 256, "grouped wgmma tiles are 128 or 256 columns wide");
-  static constexpr int BN = TBN;
   static constexpr int ACC = TBN / 2;  // fp32 accumulators a consumer thread holds (64 x TBN per warpgroup)
   static constexpr int STAGES = TBN == 256 ? 4 : wgmma::STAGES;
   static constexpr int B_BYTES = TBN * KB;

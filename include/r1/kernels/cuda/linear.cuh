@@ -36,7 +36,6 @@ mma::Params bf16_params(const View<const bf16, 2>& x, const View<const bf16, 2>&
   p.y_pairs = aligned_to(y.data, 2 * sizeof(TY)) && p.ldy % 2 == 0;
   return p;
 }
-
 }  // namespace detail
 
 template <class TY>

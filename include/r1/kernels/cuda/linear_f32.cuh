@@ -23,11 +23,11 @@
 //
 // A dense bf16 weight from 8 rows runs as three tensor-core GEMMs of x's exact bf16 parts (the
 // three-part path, below). Other calls with f32 activations and M >= 16 rows (grouped: 16 per
-// expert on average) run the tiled kernel below instead (64 x 128 output tiles in shared memory, 4 x 8 per thread; dense: K split
-// over blocks when tiles are few; grouped: one block per expert row tile): the warp kernel reads
-// each weight element once per 8-row tile and sustains 5-7 TFLOP/s (H100, session 11), several
-// times slower than cuBLAS's SGEMM from 8 rows up. The native form stays on the warp kernel
-// (`launch` says why).
+// expert on average) run the tiled kernel below instead (64 x 128 output tiles in shared memory,
+// 4 x 8 per thread; dense: K split over blocks when tiles are few; grouped: one block per expert
+// row tile): the warp kernel reads each weight element once per 8-row tile and sustains 5-7
+// TFLOP/s (H100, session 11), several times slower than cuBLAS's SGEMM from 8 rows up. The native
+// form stays on the warp kernel (`launch` says why).
 //
 // Grouped: the block stages the expert offsets (clamped into [0, R]) in shared memory; a warp
 // walks its 8 rows as runs of one expert (binary search for the owner of a row), accumulating each
@@ -521,8 +521,9 @@ __global__ void __launch_bounds__(kTThreads) linear_f32_tiled_kernel(const Tiled
 
 /// The K split of a dense call: among 1 .. kb_total / 4 splits (at least 4 whole 128-wide blocks
 /// of K each), the one whose (tile, split) blocks fill their last wave of `slots` resident blocks
-/// best (no split when the tiles alone fill a wave); a smaller split unless a larger one fills at least 2% more. (Session 12, H100: at
-/// M = 64, N = 7168, K = 16384 the former rule gave 280 blocks for 264 slots, a second wave of 16.)
+/// best (no split when the tiles alone fill a wave); a smaller split unless a larger one fills at
+/// least 2% more. (Session 12, H100: at M = 64, N = 7168, K = 16384 the former rule gave 280
+/// blocks for 264 slots, a second wave of 16.)
 /// Returns the 128-wide blocks per split.
 inline int64_t tiled_kb_per_split(int64_t tiles, int64_t kb_total, int64_t slots) {
   if (tiles >= slots) return std::max<int64_t>(1, kb_total);  // a wave of tiles already: no split
@@ -822,7 +823,8 @@ inline void dense_bf16_split3(View<const float, 2> x, View<const bf16, 2> w, Vie
     R1_CUDA_CHECK_LAUNCH();
     cuda::linear<float>(make_view<2>(static_cast<const bf16*>(pp), {3 * rows, k}, Space::cuda), w,
                         make_view<2>(yp, {3 * rows, n}, Space::cuda), stream);
-    combine3_kernel<<<grid(rows, n), 256, 0, stream>>>(yp, int(rows), int(n), y.data + r0 * row_stride(y), row_stride(y));
+    combine3_kernel<<<grid(rows, n), 256, 0, stream>>>(yp, int(rows), int(n), y.data + r0 * row_stride(y),
+                                                        row_stride(y));
     R1_CUDA_CHECK_LAUNCH();
   }
 }
